@@ -1,0 +1,9 @@
+//! A read-only FUSE view of the store (`snix-mount`): one directory per store
+//! path, contents read from the castore over gRPC.
+//!
+//! Owns: the FUSE file system, its inode table and caches. Invariant: it never
+//! writes — no store, castore or file system mutation. Must not depend on: the
+//! worker protocol; it reaches the data only through the store and castore
+//! service traits (gRPC clients).
+//!
+//! Built in the fuse-mount issue.

@@ -1,0 +1,38 @@
+//! The exportReferencesGraph closure JSON, as a structured-attrs build of the
+//! real Nix writes it. In its own test binary: a Nix build racing the other
+//! judge tests' `nix-store --add` of the 100 MiB corpus got its builder killed.
+
+use std::io::Read;
+
+use integration_tests::judge::{build_closure, nix_available, nix_stdout, path_str};
+use nix_compat::hash::NixHash;
+
+#[test]
+fn closure_json_from_structured_attrs_build_parses() {
+    if !nix_available("closure_json_from_structured_attrs_build_parses") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (top, dep) = build_closure(tmp.path());
+    let expr = format!(
+        r#"derivation {{ name = "closure-json"; system = builtins.currentSystem; builder = "/bin/bash";
+            args = ["-c" ". .attrs.sh; /bin/cp .attrs.json \${{outputs[out]}}"];
+            __structuredAttrs = true; exportReferencesGraph.closure = [ (builtins.storePath "{top}") ]; }}"#
+    );
+    let file = tmp.path().join("closure.nix");
+    std::fs::write(&file, expr).unwrap();
+    let out = nix_stdout(&["nix-build", "--no-out-link", path_str(&file)]);
+    let mut json = Vec::new();
+    std::fs::File::open(out.lines().last().unwrap()).unwrap().read_to_end(&mut json).unwrap();
+    let entries = nix_compat::closure::parse_closure(&json, "closure").unwrap();
+    let ordered = nix_compat::closure::dependencies_first(entries).unwrap();
+    let paths: Vec<String> = ordered.iter().map(|e| e.path.to_string()).collect();
+    assert_eq!(paths, vec![dep.clone(), top.clone()]);
+    for e in &ordered {
+        let info: serde_json::Value =
+            serde_json::from_str(&nix_stdout(&["nix", "path-info", "--json", &e.path.to_string()])).unwrap();
+        let h = NixHash::parse(&e.nar_hash, None).unwrap();
+        assert_eq!(h.to_sri(), info[0]["narHash"].as_str().unwrap());
+        assert_eq!(e.nar_size, info[0]["narSize"].as_u64().unwrap());
+    }
+}
