@@ -3,8 +3,19 @@
 //! `snix.castore.v1` gRPC API.
 //!
 //! Owns: the castore data model, its validation, the Blob/Directory service
-//! traits and backends, and the castore gRPC server and clients.
-//! Must not depend on: anything Nix-specific (`nix-compat`, `store`), the FUSE
-//! layer, or the worker protocol.
+//! traits and backends, the castore gRPC server and clients, and ingesting a
+//! file system tree. Must not depend on: anything Nix-specific (`nix-compat`,
+//! `store`), the FUSE layer, or the worker protocol.
 
+pub mod blobservice;
+pub mod channel;
+pub mod digest;
+pub mod directory;
+pub mod directoryservice;
+pub mod errors;
+pub mod grpc_server;
 pub mod proto;
+
+pub use digest::B3Digest;
+pub use directory::{Directory, Node};
+pub use errors::Error;

@@ -1,0 +1,191 @@
+//! `grpc+unix:///path.sock`, `grpc+http://host:port` — blobs on a remote
+//! castore daemon. Everything received is checked against its digest.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use tonic::transport::Channel;
+
+use super::{bytes_reader, BlobReader, BlobService, BlobWriter, ChannelWriter, ChunkFetcher, ChunkMeta, ChunkedReader};
+use crate::digest::B3Digest;
+use crate::errors::status_to_io;
+use crate::proto::blob_service_client::BlobServiceClient;
+use crate::proto::{BlobChunk, ReadBlobRequest, StatBlobRequest};
+
+/// Largest message we send or accept on the blob API.
+pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+/// Size of the pieces a Put stream is sent in.
+const PUT_PIECE: usize = 256 * 1024;
+const READAHEAD: usize = 4;
+
+#[derive(Clone)]
+pub struct GrpcBlobService {
+    client: BlobServiceClient<Channel>,
+    channel: Channel,
+}
+
+/// The Put call's codec: like prost's, but a `None` item fails to encode,
+/// which resets the HTTP/2 stream with an error. A dropped writer sends
+/// `None`, so the server sees an error and discards the partial blob. (A
+/// plain cancellation would not do: tonic servers read a client's CANCEL as
+/// a clean end of stream, and would commit.)
+#[derive(Default)]
+struct AbortablePutCodec;
+
+struct AbortablePutEncoder;
+struct PutResponseDecoder;
+
+impl tonic::codec::Codec for AbortablePutCodec {
+    type Encode = Option<BlobChunk>;
+    type Decode = crate::proto::PutBlobResponse;
+    type Encoder = AbortablePutEncoder;
+    type Decoder = PutResponseDecoder;
+    fn encoder(&mut self) -> Self::Encoder {
+        AbortablePutEncoder
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        PutResponseDecoder
+    }
+}
+
+impl tonic::codec::Encoder for AbortablePutEncoder {
+    type Item = Option<BlobChunk>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Self::Item, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        match item {
+            Some(m) => prost::Message::encode(&m, buf).map_err(|e| tonic::Status::internal(e.to_string())),
+            None => Err(tonic::Status::aborted("blob writer dropped before close")),
+        }
+    }
+}
+
+impl tonic::codec::Decoder for PutResponseDecoder {
+    type Item = crate::proto::PutBlobResponse;
+    type Error = tonic::Status;
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
+        prost::Message::decode(buf).map(Some).map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+impl GrpcBlobService {
+    pub fn from_channel(channel: Channel) -> Self {
+        GrpcBlobService {
+            client: BlobServiceClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            channel,
+        }
+    }
+
+    /// Reads a whole blob (or chunk) and checks it against `digest`.
+    async fn read_verified(mut client: BlobServiceClient<Channel>, digest: B3Digest) -> io::Result<Option<Bytes>> {
+        let mut stream = match client.read(ReadBlobRequest { digest: digest.into() }).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
+            Err(s) => return Err(status_to_io(s)),
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut data = bytes::BytesMut::new();
+        while let Some(msg) = stream.message().await.map_err(status_to_io)? {
+            hasher.update(&msg.data);
+            data.extend_from_slice(&msg.data);
+        }
+        if B3Digest::from(hasher.finalize()) != digest {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("remote sent wrong data for blob {digest}"),
+            ));
+        }
+        Ok(Some(data.freeze()))
+    }
+
+    async fn stat(&self, digest: &B3Digest, send_chunks: bool) -> io::Result<Option<Vec<ChunkMeta>>> {
+        let req = StatBlobRequest { digest: (*digest).into(), send_chunks, send_bao: false };
+        match self.client.clone().stat(req).await {
+            Ok(r) => r
+                .into_inner()
+                .chunks
+                .into_iter()
+                .map(|c| {
+                    let digest = B3Digest::try_from(&c.digest)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("remote chunk list: {e}")))?;
+                    Ok(ChunkMeta { digest, size: c.size })
+                })
+                .collect::<io::Result<Vec<_>>>()
+                .map(Some),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(status_to_io(s)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobService for GrpcBlobService {
+    async fn has(&self, digest: &B3Digest) -> io::Result<bool> {
+        Ok(self.stat(digest, false).await?.is_some())
+    }
+
+    async fn chunks(&self, digest: &B3Digest) -> io::Result<Option<Vec<ChunkMeta>>> {
+        self.stat(digest, true).await
+    }
+
+    async fn open_read(&self, digest: &B3Digest) -> io::Result<Option<Box<dyn BlobReader>>> {
+        let Some(chunks) = self.stat(digest, true).await? else { return Ok(None) };
+        if chunks.len() > 1 {
+            let client = self.client.clone();
+            let fetch: ChunkFetcher = Arc::new(move |d| {
+                Self::read_verified(client.clone(), d)
+                    .map(move |r| {
+                        r?.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("chunk {d} is missing")))
+                    })
+                    .boxed()
+            });
+            return Ok(Some(Box::new(ChunkedReader::new(chunks, fetch, READAHEAD))));
+        }
+        // stored whole (a single chunk): one verified read
+        Ok(Self::read_verified(self.client.clone(), *digest).await?.map(bytes_reader))
+    }
+
+    async fn open_write(&self) -> Box<dyn BlobWriter> {
+        let channel = self.channel.clone();
+        Box::new(ChannelWriter::spawn(4, move |mut rx| async move {
+            let (tx, req_rx) = tokio::sync::mpsc::channel::<Option<BlobChunk>>(4);
+            let call = tokio::spawn(async move {
+                let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(MAX_MESSAGE);
+                grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("castore daemon: {e}")))?;
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static("/snix.castore.v1.BlobService/Put");
+                let request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(req_rx));
+                grpc.client_streaming(request, path, AbortablePutCodec).await
+            });
+            let mut committed = false;
+            while let Some(b) = rx.recv().await {
+                if b.is_empty() {
+                    committed = true;
+                    break;
+                }
+                let mut b = b;
+                while !b.is_empty() {
+                    let piece = b.split_to(b.len().min(PUT_PIECE));
+                    if tx.send(Some(BlobChunk { data: piece })).await.is_err() {
+                        // the call ended early; its result says why
+                        break;
+                    }
+                }
+            }
+            if !committed {
+                // Fail the request stream (see AbortablePutCodec) *before* `tx`
+                // drops: a dropped sender would end it cleanly, and commit.
+                let _ = tx.send(None).await;
+                let _ = call.await;
+                drop(tx);
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "blob writer dropped before close"));
+            }
+            drop(tx);
+            let resp = call.await.map_err(io::Error::other)?.map_err(status_to_io)?;
+            B3Digest::try_from(&resp.into_inner().digest)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("remote put response: {e}")))
+        }))
+    }
+}

@@ -1,0 +1,254 @@
+//! `objectstore+file:///path` — blobs on the local file system, split into
+//! content-defined chunks (FastCDC), each chunk a zstd-compressed file named
+//! by its BLAKE3 digest, so equal chunks across blobs are stored once.
+//!
+//! Layout under the root:
+//! - `chunks/<2 hex>/<64 hex>.zst` — one chunk;
+//! - `blobs/<2 hex>/<64 hex>` — the chunk list of a blob of more than one
+//!   chunk (a one-chunk blob *is* its chunk, so needs no list);
+//! - `tmp/` — files being written.
+//!
+//! Every file is written to `tmp/`, fsync'd, then renamed into place, so a
+//! crash never leaves a partial file visible. Chunks are checked against
+//! their digest on every read: a corrupted chunk is reported, never served.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::FutureExt;
+
+use super::{bytes_reader, BlobReader, BlobService, BlobWriter, ChannelWriter, ChunkFetcher, ChunkMeta, ChunkedReader};
+use crate::digest::B3Digest;
+
+pub const CHUNK_MIN: u32 = 16 * 1024;
+pub const CHUNK_AVG: u32 = 64 * 1024;
+pub const CHUNK_MAX: u32 = 256 * 1024;
+/// Buffered bytes that trigger chunking (all but the last chunk are cut).
+const CUT_TRIGGER: usize = 4 * CHUNK_MAX as usize;
+const ZSTD_LEVEL: i32 = 1;
+const INDEX_MAGIC: &[u8; 8] = b"snixidx1";
+/// Chunks fetched ahead of the read position on sequential reads.
+const READAHEAD: usize = 4;
+
+#[derive(Clone)]
+pub struct ObjectStoreFileBlobService {
+    root: Arc<PathBuf>,
+}
+
+fn shard(dir: &Path, digest: &B3Digest, suffix: &str) -> PathBuf {
+    let hex = digest.to_hex();
+    dir.join(&hex[..2]).join(format!("{hex}{suffix}"))
+}
+
+impl ObjectStoreFileBlobService {
+    pub fn open(root: &Path) -> io::Result<Self> {
+        for d in ["chunks", "blobs", "tmp"] {
+            std::fs::create_dir_all(root.join(d))?;
+        }
+        Ok(ObjectStoreFileBlobService { root: Arc::new(root.to_path_buf()) })
+    }
+
+    fn chunk_path(&self, digest: &B3Digest) -> PathBuf {
+        shard(&self.root.join("chunks"), digest, ".zst")
+    }
+
+    fn index_path(&self, digest: &B3Digest) -> PathBuf {
+        shard(&self.root.join("blobs"), digest, "")
+    }
+
+    /// Writes `data` to `dest` durably and atomically (tmp → fsync → rename).
+    fn write_atomic(root: &Path, dest: &Path, data: &[u8]) -> io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(root.join("tmp"))?;
+        tmp.write_all(data)?;
+        tmp.as_file().sync_data()?;
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        tmp.persist(dest).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    fn store_chunk(root: &Path, data: &[u8]) -> io::Result<ChunkMeta> {
+        let digest = B3Digest::of(data);
+        let path = shard(&root.join("chunks"), &digest, ".zst");
+        if !path.exists() {
+            let compressed = zstd::bulk::compress(data, ZSTD_LEVEL)?;
+            Self::write_atomic(root, &path, &compressed)?;
+        }
+        Ok(ChunkMeta { digest, size: data.len() as u64 })
+    }
+
+    /// Reads and verifies one chunk (blocking).
+    fn read_chunk_blocking(path: &Path, digest: &B3Digest) -> io::Result<Option<Bytes>> {
+        let compressed = match std::fs::read(path) {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let data = zstd::stream::decode_all(&compressed[..]).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("chunk {digest} is corrupt (zstd: {e})"))
+        })?;
+        if B3Digest::of(&data) != *digest {
+            tracing::error!(%digest, path = %path.display(), "chunk failed its hash check");
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("chunk {digest} is corrupt (hash mismatch)"),
+            ));
+        }
+        Ok(Some(Bytes::from(data)))
+    }
+
+    async fn read_chunk(&self, digest: B3Digest) -> io::Result<Option<Bytes>> {
+        let path = self.chunk_path(&digest);
+        tokio::task::spawn_blocking(move || Self::read_chunk_blocking(&path, &digest))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    async fn read_index(&self, digest: &B3Digest) -> io::Result<Option<Vec<ChunkMeta>>> {
+        let raw = match tokio::fs::read(self.index_path(digest)).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        decode_index(&raw).map(Some).ok_or_else(|| {
+            tracing::error!(%digest, "blob index failed its check");
+            io::Error::new(io::ErrorKind::InvalidData, format!("chunk list of blob {digest} is corrupt"))
+        })
+    }
+
+    /// Finishes a blob from its chunks (blocking): one chunk needs nothing
+    /// more; several get an index, written last — the commit point.
+    fn commit(root: &Path, digest: &B3Digest, chunks: &[ChunkMeta]) -> io::Result<()> {
+        if chunks.len() > 1 {
+            let path = shard(&root.join("blobs"), digest, "");
+            if !path.exists() {
+                Self::write_atomic(root, &path, &encode_index(chunks))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `magic | count u64 | (digest 32, size u64)* | blake3(all before) 32`
+fn encode_index(chunks: &[ChunkMeta]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + chunks.len() * 40 + 32);
+    v.extend_from_slice(INDEX_MAGIC);
+    v.extend_from_slice(&(chunks.len() as u64).to_le_bytes());
+    for c in chunks {
+        v.extend_from_slice(c.digest.as_bytes());
+        v.extend_from_slice(&c.size.to_le_bytes());
+    }
+    let check = blake3::hash(&v);
+    v.extend_from_slice(check.as_bytes());
+    v
+}
+
+fn decode_index(raw: &[u8]) -> Option<Vec<ChunkMeta>> {
+    if raw.len() < 48 || &raw[..8] != INDEX_MAGIC {
+        return None;
+    }
+    let (body, check) = raw.split_at(raw.len() - 32);
+    if blake3::hash(body).as_bytes() != check {
+        return None;
+    }
+    let count = u64::from_le_bytes(body[8..16].try_into().ok()?) as usize;
+    let entries = &body[16..];
+    if entries.len() != count.checked_mul(40)? {
+        return None;
+    }
+    Some(
+        entries
+            .chunks_exact(40)
+            .map(|e| ChunkMeta {
+                digest: B3Digest::try_from(&e[..32]).expect("32 bytes"),
+                size: u64::from_le_bytes(e[32..].try_into().expect("8 bytes")),
+            })
+            .collect(),
+    )
+}
+
+/// Cuts `buf` into chunks and stores them; keeps the last (possibly
+/// incomplete) chunk in `buf` unless `last`.
+fn cut_and_store(root: &Path, buf: &mut Vec<u8>, chunks: &mut Vec<ChunkMeta>, last: bool) -> io::Result<()> {
+    let cuts: Vec<(usize, usize)> =
+        fastcdc::v2020::FastCDC::new(buf, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX).map(|c| (c.offset, c.length)).collect();
+    // the last cut of a partial buffer may end only because the buffer does
+    let n = if last { cuts.len() } else { cuts.len().saturating_sub(1) };
+    for &(off, len) in &cuts[..n] {
+        chunks.push(ObjectStoreFileBlobService::store_chunk(root, &buf[off..off + len])?);
+    }
+    let consumed = cuts[..n].last().map(|(o, l)| o + l).unwrap_or(0);
+    buf.drain(..consumed);
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl BlobService for ObjectStoreFileBlobService {
+    async fn has(&self, digest: &B3Digest) -> io::Result<bool> {
+        Ok(tokio::fs::try_exists(self.index_path(digest)).await?
+            || tokio::fs::try_exists(self.chunk_path(digest)).await?)
+    }
+
+    async fn chunks(&self, digest: &B3Digest) -> io::Result<Option<Vec<ChunkMeta>>> {
+        if let Some(list) = self.read_index(digest).await? {
+            return Ok(Some(list));
+        }
+        Ok(tokio::fs::try_exists(self.chunk_path(digest)).await?.then(Vec::new))
+    }
+
+    async fn open_read(&self, digest: &B3Digest) -> io::Result<Option<Box<dyn BlobReader>>> {
+        if let Some(list) = self.read_index(digest).await? {
+            let this = self.clone();
+            let fetch: ChunkFetcher = Arc::new(move |d| {
+                let this = this.clone();
+                async move {
+                    this.read_chunk(d)
+                        .await?
+                        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("chunk {d} is missing")))
+                }
+                .boxed()
+            });
+            return Ok(Some(Box::new(ChunkedReader::new(list, fetch, READAHEAD))));
+        }
+        Ok(self.read_chunk(*digest).await?.map(bytes_reader))
+    }
+
+    async fn open_write(&self) -> Box<dyn BlobWriter> {
+        let root = self.root.clone();
+        Box::new(ChannelWriter::spawn(4, move |mut rx| async move {
+            tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::new();
+                let mut chunks = Vec::new();
+                let mut hasher = blake3::Hasher::new();
+                loop {
+                    match rx.blocking_recv() {
+                        Some(b) if b.is_empty() => break,
+                        Some(b) => {
+                            hasher.update(&b);
+                            buf.extend_from_slice(&b);
+                            if buf.len() >= CUT_TRIGGER {
+                                cut_and_store(&root, &mut buf, &mut chunks, false)?;
+                            }
+                        }
+                        None => {
+                            return Err(io::Error::new(io::ErrorKind::Interrupted, "blob writer dropped before close"))
+                        }
+                    }
+                }
+                cut_and_store(&root, &mut buf, &mut chunks, true)?;
+                if chunks.is_empty() {
+                    // the empty blob is one empty chunk
+                    chunks.push(ObjectStoreFileBlobService::store_chunk(&root, &[])?);
+                }
+                let digest = B3Digest::from(hasher.finalize());
+                ObjectStoreFileBlobService::commit(&root, &digest, &chunks)?;
+                Ok(digest)
+            })
+            .await
+            .map_err(io::Error::other)?
+        }))
+    }
+}

@@ -1,0 +1,145 @@
+//! The `snix.castore.v1` gRPC services, served from any backends.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::blobservice::BlobService;
+use crate::digest::B3Digest;
+use crate::directory::Directory;
+use crate::directoryservice::DirectoryService;
+use crate::errors::{io_to_status, Error};
+use crate::proto::{self, get_directory_request::ByWhat};
+
+/// Size of the messages a blob is streamed in (64–256 KiB keeps gRPC framing
+/// overhead small and every message far under the 4 MiB limit).
+pub const READ_MESSAGE: usize = 256 * 1024;
+
+fn digest_arg(b: &bytes::Bytes) -> Result<B3Digest, Status> {
+    B3Digest::try_from(b).map_err(|e| Status::invalid_argument(format!("invalid digest: {e}")))
+}
+
+pub struct GrpcBlobServer {
+    svc: Arc<dyn BlobService>,
+}
+
+impl GrpcBlobServer {
+    pub fn new(svc: Arc<dyn BlobService>) -> Self {
+        GrpcBlobServer { svc }
+    }
+}
+
+#[tonic::async_trait]
+impl proto::blob_service_server::BlobService for GrpcBlobServer {
+    async fn stat(&self, req: Request<proto::StatBlobRequest>) -> Result<Response<proto::StatBlobResponse>, Status> {
+        let req = req.into_inner();
+        let digest = digest_arg(&req.digest)?;
+        let chunks = self.svc.chunks(&digest).await.map_err(io_to_status)?;
+        let Some(chunks) = chunks else { return Err(Status::not_found(format!("blob {digest}"))) };
+        let chunks = if req.send_chunks {
+            chunks
+                .into_iter()
+                .map(|c| proto::stat_blob_response::ChunkMeta { digest: c.digest.into(), size: c.size })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(proto::StatBlobResponse { chunks, bao: Default::default() }))
+    }
+
+    type ReadStream = Pin<Box<dyn Stream<Item = Result<proto::BlobChunk, Status>> + Send>>;
+
+    async fn read(&self, req: Request<proto::ReadBlobRequest>) -> Result<Response<Self::ReadStream>, Status> {
+        let digest = digest_arg(&req.into_inner().digest)?;
+        let reader = self.svc.open_read(&digest).await.map_err(io_to_status)?;
+        let Some(reader) = reader else { return Err(Status::not_found(format!("blob {digest}"))) };
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_MESSAGE).map(move |r| match r {
+            Ok(data) => Ok(proto::BlobChunk { data }),
+            Err(e) => {
+                tracing::error!(%digest, error = %e, "reading blob failed");
+                Err(io_to_status(e))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn put(&self, req: Request<Streaming<proto::BlobChunk>>) -> Result<Response<proto::PutBlobResponse>, Status> {
+        let mut stream = req.into_inner();
+        let mut writer = self.svc.open_write().await;
+        // on any error the writer is dropped unclosed: nothing becomes visible
+        while let Some(chunk) = stream.message().await? {
+            writer.write_all(&chunk.data).await.map_err(io_to_status)?;
+        }
+        let digest = writer.close().await.map_err(io_to_status)?;
+        Ok(Response::new(proto::PutBlobResponse { digest: digest.into() }))
+    }
+}
+
+pub struct GrpcDirectoryServer {
+    svc: Arc<dyn DirectoryService>,
+}
+
+impl GrpcDirectoryServer {
+    pub fn new(svc: Arc<dyn DirectoryService>) -> Self {
+        GrpcDirectoryServer { svc }
+    }
+}
+
+#[tonic::async_trait]
+impl proto::directory_service_server::DirectoryService for GrpcDirectoryServer {
+    type GetStream = Pin<Box<dyn Stream<Item = Result<proto::Directory, Status>> + Send>>;
+
+    async fn get(&self, req: Request<proto::GetDirectoryRequest>) -> Result<Response<Self::GetStream>, Status> {
+        let req = req.into_inner();
+        let Some(ByWhat::Digest(d)) = req.by_what else {
+            return Err(Status::invalid_argument("GetDirectoryRequest without a digest"));
+        };
+        let digest = digest_arg(&d)?;
+        if !req.recursive {
+            let dir = self.svc.get(&digest).await?.ok_or_else(|| Status::not_found(format!("directory {digest}")))?;
+            let one = futures::stream::once(async move { Ok(dir.to_proto()) });
+            return Ok(Response::new(Box::pin(one)));
+        }
+        // check the root first so a missing one is a NotFound status, not a stream error
+        if self.svc.get(&digest).await?.is_none() {
+            return Err(Status::not_found(format!("directory {digest}")));
+        }
+        let stream = self.svc.get_recursive(&digest).map(|r| r.map(|d| d.to_proto()).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn put(
+        &self,
+        req: Request<Streaming<proto::Directory>>,
+    ) -> Result<Response<proto::PutDirectoryResponse>, Status> {
+        let mut stream = req.into_inner();
+        let mut batch = Vec::new();
+        while let Some(p) = stream.message().await? {
+            let i = batch.len();
+            let dir = Directory::try_from(p)
+                .map_err(|e| Status::invalid_argument(format!("directory #{i} of the stream: {e}")))?;
+            batch.push(dir);
+        }
+        let root = self.svc.put_batch(batch).await.map_err(|e: Error| Status::from(e))?;
+        Ok(Response::new(proto::PutDirectoryResponse { root_digest: root.into() }))
+    }
+}
+
+/// The BlobService gRPC server for `svc`, with our message size limits.
+pub fn blob_server(svc: Arc<dyn BlobService>) -> proto::blob_service_server::BlobServiceServer<GrpcBlobServer> {
+    proto::blob_service_server::BlobServiceServer::new(GrpcBlobServer::new(svc))
+        .max_decoding_message_size(crate::blobservice::grpc::MAX_MESSAGE)
+        .max_encoding_message_size(crate::blobservice::grpc::MAX_MESSAGE)
+}
+
+/// The DirectoryService gRPC server for `svc`, with our message size limits.
+pub fn directory_server(
+    svc: Arc<dyn DirectoryService>,
+) -> proto::directory_service_server::DirectoryServiceServer<GrpcDirectoryServer> {
+    proto::directory_service_server::DirectoryServiceServer::new(GrpcDirectoryServer::new(svc))
+        .max_decoding_message_size(crate::directoryservice::grpc::MAX_MESSAGE)
+        .max_encoding_message_size(crate::directoryservice::grpc::MAX_MESSAGE)
+}
