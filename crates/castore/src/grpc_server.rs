@@ -67,11 +67,15 @@ impl proto::blob_service_server::BlobService for GrpcBlobServer {
     }
 
     async fn put(&self, req: Request<Streaming<proto::BlobChunk>>) -> Result<Response<proto::PutBlobResponse>, Status> {
+        let aborted = req.extensions().get::<BodyAborted>().cloned().unwrap_or_default();
         let mut stream = req.into_inner();
         let mut writer = self.svc.open_write().await;
         // on any error the writer is dropped unclosed: nothing becomes visible
         while let Some(chunk) = stream.message().await? {
             writer.write_all(&chunk.data).await.map_err(io_to_status)?;
+        }
+        if aborted.is_set() {
+            return Err(aborted_status());
         }
         let digest = writer.close().await.map_err(io_to_status)?;
         Ok(Response::new(proto::PutBlobResponse { digest: digest.into() }))
@@ -115,6 +119,7 @@ impl proto::directory_service_server::DirectoryService for GrpcDirectoryServer {
         &self,
         req: Request<Streaming<proto::Directory>>,
     ) -> Result<Response<proto::PutDirectoryResponse>, Status> {
+        let aborted = req.extensions().get::<BodyAborted>().cloned().unwrap_or_default();
         let mut stream = req.into_inner();
         let mut batch = Vec::new();
         while let Some(p) = stream.message().await? {
@@ -123,23 +128,109 @@ impl proto::directory_service_server::DirectoryService for GrpcDirectoryServer {
                 .map_err(|e| Status::invalid_argument(format!("directory #{i} of the stream: {e}")))?;
             batch.push(dir);
         }
+        if aborted.is_set() {
+            return Err(aborted_status());
+        }
         let root = self.svc.put_batch(batch).await.map_err(|e: Error| Status::from(e))?;
         Ok(Response::new(proto::PutDirectoryResponse { root_digest: root.into() }))
     }
 }
 
-/// The BlobService gRPC server for `svc`, with our message size limits.
-pub fn blob_server(svc: Arc<dyn BlobService>) -> proto::blob_service_server::BlobServiceServer<GrpcBlobServer> {
-    proto::blob_service_server::BlobServiceServer::new(GrpcBlobServer::new(svc))
-        .max_decoding_message_size(crate::blobservice::grpc::MAX_MESSAGE)
-        .max_encoding_message_size(crate::blobservice::grpc::MAX_MESSAGE)
+pub type BlobServer = AbortDetect<proto::blob_service_server::BlobServiceServer<GrpcBlobServer>>;
+pub type DirectoryServer = AbortDetect<proto::directory_service_server::DirectoryServiceServer<GrpcDirectoryServer>>;
+
+/// The BlobService gRPC server for `svc`, with our message size limits and
+/// abandoned-upload detection.
+pub fn blob_server(svc: Arc<dyn BlobService>) -> BlobServer {
+    AbortDetect(
+        proto::blob_service_server::BlobServiceServer::new(GrpcBlobServer::new(svc))
+            .max_decoding_message_size(crate::blobservice::grpc::MAX_MESSAGE)
+            .max_encoding_message_size(crate::blobservice::grpc::MAX_MESSAGE),
+    )
 }
 
-/// The DirectoryService gRPC server for `svc`, with our message size limits.
-pub fn directory_server(
-    svc: Arc<dyn DirectoryService>,
-) -> proto::directory_service_server::DirectoryServiceServer<GrpcDirectoryServer> {
-    proto::directory_service_server::DirectoryServiceServer::new(GrpcDirectoryServer::new(svc))
-        .max_decoding_message_size(crate::directoryservice::grpc::MAX_MESSAGE)
-        .max_encoding_message_size(crate::directoryservice::grpc::MAX_MESSAGE)
+/// The DirectoryService gRPC server for `svc`, with our message size limits
+/// and abandoned-upload detection.
+pub fn directory_server(svc: Arc<dyn DirectoryService>) -> DirectoryServer {
+    AbortDetect(
+        proto::directory_service_server::DirectoryServiceServer::new(GrpcDirectoryServer::new(svc))
+            .max_decoding_message_size(crate::directoryservice::grpc::MAX_MESSAGE)
+            .max_encoding_message_size(crate::directoryservice::grpc::MAX_MESSAGE),
+    )
+}
+
+/// Set in a request's extensions by [`AbortDetectLayer`] when the request
+/// body ended with an error (a stream reset) rather than cleanly.
+#[derive(Clone, Default, Debug)]
+pub struct BodyAborted(Arc<std::sync::atomic::AtomicBool>);
+
+impl BodyAborted {
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Wraps a gRPC service so that each request body is watched. Why: tonic's
+/// `Streaming` reports a client's RST_STREAM CANCEL as a clean end of
+/// stream, so an upload the client abandoned would look complete and be
+/// stored. The flag this sets lets the Put handlers store nothing.
+#[derive(Clone, Debug)]
+pub struct AbortDetect<S>(S);
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for AbortDetect<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for AbortDetect<S>
+where
+    S: tower::Service<http::Request<tonic::body::Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let flag = BodyAborted::default();
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(flag.clone());
+        let body = tonic::body::Body::new(WatchedBody { inner: body, flag });
+        self.0.call(http::Request::from_parts(parts, body))
+    }
+}
+
+struct WatchedBody {
+    inner: tonic::body::Body,
+    flag: BodyAborted,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Err(_))) = &r {
+            self.flag.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn aborted_status() -> Status {
+    Status::cancelled("the client abandoned the upload; nothing was stored")
 }

@@ -9,11 +9,13 @@
 
 pub mod blobservice;
 pub mod channel;
+pub mod cli;
 pub mod digest;
 pub mod directory;
 pub mod directoryservice;
 pub mod errors;
 pub mod grpc_server;
+pub mod import;
 pub mod proto;
 
 pub use digest::B3Digest;
