@@ -28,7 +28,7 @@ done
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --locked </dev/null 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked --no-fail-fast </dev/null 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary (cargo's own last line is often a
 # doc-test binary with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }

@@ -1,6 +1,7 @@
 //! The exportReferencesGraph closure JSON, as a structured-attrs build of the
-//! real Nix writes it. In its own test binary: a Nix build racing the other
-//! judge tests' `nix-store --add` of the 100 MiB corpus got its builder killed.
+//! real Nix writes it. The builder ends with `exit 0` rather than exec'ing
+//! `cp` as its last command: with the exec, Nix 2.8 intermittently reports
+//! the builder "Killed" (signal 9) after it saw EOF on the build log.
 
 use std::io::Read;
 
@@ -16,7 +17,7 @@ fn closure_json_from_structured_attrs_build_parses() {
     let (top, dep) = build_closure(tmp.path());
     let expr = format!(
         r#"derivation {{ name = "closure-json"; system = builtins.currentSystem; builder = "/bin/bash";
-            args = ["-c" ". .attrs.sh; /bin/cp .attrs.json \${{outputs[out]}}"];
+            args = ["-c" ". .attrs.sh; /bin/cp .attrs.json \${{outputs[out]}}; exit 0"];
             __structuredAttrs = true; exportReferencesGraph.closure = [ (builtins.storePath "{top}") ]; }}"#
     );
     let file = tmp.path().join("closure.nix");

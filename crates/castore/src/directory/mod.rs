@@ -72,7 +72,7 @@ fn check_target(name: &[u8], target: &[u8]) -> Result<(), DirectoryError> {
 }
 
 /// A node of the tree, without its name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Node {
     /// A directory, by the digest of its `Directory` message; `size` as in
     /// [`Directory::size`].

@@ -1,0 +1,107 @@
+//! The `snix.store.v1` PathInfoService gRPC server. Put refuses a path info
+//! whose content is not all in the castore: a registered path is complete.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use snix_castore::blobservice::BlobService;
+use snix_castore::directoryservice::DirectoryService;
+use snix_castore::Node;
+use tonic::{Request, Response, Status};
+
+use crate::nar::{calculate_nar, ensure_complete, RenderError};
+use crate::pathinfo::PathInfo;
+use crate::pathinfoservice::PathInfoService;
+use crate::proto::{self, get_path_info_request::ByWhat};
+
+/// CalculateNAR results kept (content is immutable, so they never go stale).
+const NAR_CACHE_ENTRIES: usize = 100_000;
+
+pub struct GrpcPathInfoServer {
+    infos: Arc<dyn PathInfoService>,
+    blobs: Arc<dyn BlobService>,
+    dirs: Arc<dyn DirectoryService>,
+    nar_cache: Mutex<HashMap<Node, (u64, [u8; 32])>>,
+}
+
+fn render_status(e: RenderError) -> Status {
+    match e {
+        RenderError::Castore(e) => e.into(),
+        RenderError::MissingBlob(_) | RenderError::MissingDirectory(_) => Status::failed_precondition(e.to_string()),
+        e => Status::internal(e.to_string()),
+    }
+}
+
+impl GrpcPathInfoServer {
+    pub fn new(infos: Arc<dyn PathInfoService>, blobs: Arc<dyn BlobService>, dirs: Arc<dyn DirectoryService>) -> Self {
+        GrpcPathInfoServer { infos, blobs, dirs, nar_cache: Mutex::new(HashMap::new()) }
+    }
+}
+
+pub type PathInfoServer = proto::path_info_service_server::PathInfoServiceServer<GrpcPathInfoServer>;
+
+/// The server with our message size limits.
+pub fn path_info_server(
+    infos: Arc<dyn PathInfoService>,
+    blobs: Arc<dyn BlobService>,
+    dirs: Arc<dyn DirectoryService>,
+) -> PathInfoServer {
+    proto::path_info_service_server::PathInfoServiceServer::new(GrpcPathInfoServer::new(infos, blobs, dirs))
+        .max_decoding_message_size(crate::pathinfoservice::grpc::MAX_MESSAGE)
+        .max_encoding_message_size(crate::pathinfoservice::grpc::MAX_MESSAGE)
+}
+
+#[tonic::async_trait]
+impl proto::path_info_service_server::PathInfoService for GrpcPathInfoServer {
+    async fn get(&self, req: Request<proto::GetPathInfoRequest>) -> Result<Response<proto::PathInfo>, Status> {
+        let Some(ByWhat::ByOutputHash(d)) = req.into_inner().by_what else {
+            return Err(Status::invalid_argument("GetPathInfoRequest without by_output_hash"));
+        };
+        let digest: [u8; 20] = d[..]
+            .try_into()
+            .map_err(|_| Status::invalid_argument(format!("store path digest has {} bytes, expected 20", d.len())))?;
+        match self.infos.get(digest).await? {
+            Some(info) => Ok(Response::new(info.to_proto())),
+            None => Err(Status::not_found(format!("no path info for {}", nix_compat::nixbase32::encode(&digest)))),
+        }
+    }
+
+    async fn put(&self, req: Request<proto::PathInfo>) -> Result<Response<proto::PathInfo>, Status> {
+        let info = PathInfo::try_from(req.into_inner())
+            .map_err(|e| Status::invalid_argument(format!("invalid path info: {e}")))?;
+        ensure_complete(&info.node, &*self.blobs, &*self.dirs).await.map_err(|e| {
+            Status::failed_precondition(format!(
+                "refusing to register {}: its content is not in the castore: {e}",
+                info.store_path
+            ))
+        })?;
+        let stored = self.infos.put(info).await?;
+        Ok(Response::new(stored.to_proto()))
+    }
+
+    async fn calculate_nar(
+        &self,
+        req: Request<snix_castore::proto::Entry>,
+    ) -> Result<Response<proto::CalculateNarResponse>, Status> {
+        let (_, node) = Node::from_entry(&req.into_inner()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Some((size, sha)) = self.nar_cache.lock().expect("poisoned").get(&node).copied() {
+            return Ok(Response::new(proto::CalculateNarResponse { nar_size: size, nar_sha256: sha.to_vec().into() }));
+        }
+        let (size, sha) = calculate_nar(&node, &*self.blobs, &*self.dirs).await.map_err(render_status)?;
+        let mut cache = self.nar_cache.lock().expect("poisoned");
+        if cache.len() >= NAR_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(node, (size, sha));
+        Ok(Response::new(proto::CalculateNarResponse { nar_size: size, nar_sha256: sha.to_vec().into() }))
+    }
+
+    type ListStream = Pin<Box<dyn Stream<Item = Result<proto::PathInfo, Status>> + Send>>;
+
+    async fn list(&self, _req: Request<proto::ListPathInfoRequest>) -> Result<Response<Self::ListStream>, Status> {
+        let s = self.infos.list().map(|r| r.map(|i| i.to_proto()).map_err(Status::from));
+        Ok(Response::new(Box::pin(s)))
+    }
+}

@@ -1,0 +1,158 @@
+//! castore → NAR, streamed, byte-identical to `nix-store --dump` of the same
+//! tree.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use futures::TryStreamExt;
+use nix_compat::nar::writer::AsyncNarWriter;
+use nix_compat::nar::{NarEvent, NarWriteError};
+use snix_castore::blobservice::BlobService;
+use snix_castore::directoryservice::DirectoryService;
+use snix_castore::{B3Digest, Directory, Error, Node};
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWrite};
+
+#[derive(Debug, Error)]
+pub enum RenderError {
+    #[error("castore: {0}")]
+    Castore(#[from] Error),
+    #[error("blob {0} is missing")]
+    MissingBlob(B3Digest),
+    #[error("directory {0} is missing")]
+    MissingDirectory(B3Digest),
+    #[error("blob {digest} is longer than the {size} bytes its entry records")]
+    BlobTooLong { digest: B3Digest, size: u64 },
+    #[error("writing NAR: {0}")]
+    Write(#[from] NarWriteError),
+    #[error("reading blob: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// All directories under `node`, fetched in one recursive request.
+async fn fetch_tree(dirs: &dyn DirectoryService, node: &Node) -> Result<HashMap<B3Digest, Directory>, RenderError> {
+    let Node::Directory { digest, .. } = node else { return Ok(HashMap::new()) };
+    let tree: Vec<Directory> = dirs.get_recursive(digest).try_collect().await.map_err(|e| match e {
+        Error::NotFound(_) => RenderError::MissingDirectory(*digest),
+        e => RenderError::Castore(e),
+    })?;
+    Ok(tree.into_iter().map(|d| (d.digest(), d)).collect())
+}
+
+/// Writes the NAR of the tree under `node` to `w`.
+pub async fn render_nar<W: AsyncWrite + Unpin + Send>(
+    w: W,
+    node: &Node,
+    blobs: &dyn BlobService,
+    dirs: &dyn DirectoryService,
+) -> Result<W, RenderError> {
+    let tree = fetch_tree(dirs, node).await?;
+    let mut nw = AsyncNarWriter::new(w);
+    // explicit stack: (directory, index of next child)
+    enum Step<'a> {
+        Node(&'a Node),
+        Dir(&'a Directory, usize),
+    }
+    let mut stack = vec![Step::Node(node)];
+    while let Some(step) = stack.pop() {
+        match step {
+            Step::Node(Node::Symlink { target }) => nw.event(&NarEvent::Symlink { target: target.to_vec() }).await?,
+            Step::Node(Node::File { digest, size, executable }) => {
+                let mut r = blobs.open_read(digest).await?.ok_or(RenderError::MissingBlob(*digest))?;
+                nw.file_from_reader(*executable, *size, &mut r).await?;
+                if r.read(&mut [0u8; 1]).await? != 0 {
+                    return Err(RenderError::BlobTooLong { digest: *digest, size: *size });
+                }
+            }
+            Step::Node(Node::Directory { digest, .. }) => {
+                let dir = tree.get(digest).ok_or(RenderError::MissingDirectory(*digest))?;
+                nw.event(&NarEvent::DirectoryStart).await?;
+                stack.push(Step::Dir(dir, 0));
+            }
+            Step::Dir(dir, i) => match dir.nodes().nth(i) {
+                None => nw.event(&NarEvent::DirectoryEnd).await?,
+                Some((name, child)) => {
+                    nw.event(&NarEvent::Entry { name: name.to_vec() }).await?;
+                    stack.push(Step::Dir(dir, i + 1));
+                    stack.push(Step::Node(child));
+                }
+            },
+        }
+    }
+    Ok(nw.finish().await?)
+}
+
+/// A sink that hashes and counts.
+struct HashSink {
+    hasher: sha2::Sha256,
+    len: u64,
+}
+
+impl AsyncWrite for HashSink {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use sha2::Digest;
+        self.hasher.update(buf);
+        self.len += buf.len() as u64;
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// NAR size and sha256 of the tree under `node`.
+pub async fn calculate_nar(
+    node: &Node,
+    blobs: &dyn BlobService,
+    dirs: &dyn DirectoryService,
+) -> Result<(u64, [u8; 32]), RenderError> {
+    use sha2::Digest;
+    let sink = render_nar(HashSink { hasher: sha2::Sha256::new(), len: 0 }, node, blobs, dirs).await?;
+    Ok((sink.len, sink.hasher.finalize().into()))
+}
+
+/// Checks every directory and blob under `node` is present, so a path info
+/// pointing at it is complete.
+pub async fn ensure_complete(
+    node: &Node,
+    blobs: &dyn BlobService,
+    dirs: &dyn DirectoryService,
+) -> Result<(), RenderError> {
+    let tree = fetch_tree(dirs, node).await?;
+    let mut files: Vec<B3Digest> = tree
+        .values()
+        .flat_map(|d| {
+            d.nodes().filter_map(|(_, n)| if let Node::File { digest, .. } = n { Some(*digest) } else { None })
+        })
+        .collect();
+    if let Node::File { digest, .. } = node {
+        files.push(*digest);
+    }
+    files.sort();
+    files.dedup();
+    futures::stream::iter(files)
+        .map(|d| async move {
+            match blobs.has(&d).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(RenderError::MissingBlob(d)),
+                Err(e) => Err(RenderError::Io(e)),
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! `grpc+unix:///path.sock`, `grpc+http://host:port` — path infos on a
+//! remote store daemon.
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use snix_castore::{Error, Node};
+use tonic::transport::Channel;
+
+use super::PathInfoService;
+use crate::pathinfo::PathInfo;
+use crate::proto::path_info_service_client::PathInfoServiceClient;
+use crate::proto::{self, get_path_info_request::ByWhat};
+
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct GrpcPathInfoService {
+    client: PathInfoServiceClient<Channel>,
+}
+
+fn received(p: proto::PathInfo) -> Result<PathInfo, Error> {
+    PathInfo::try_from(p).map_err(|e| Error::Corrupt(format!("remote sent an invalid path info: {e}")))
+}
+
+impl GrpcPathInfoService {
+    pub fn from_channel(channel: Channel) -> Self {
+        GrpcPathInfoService {
+            client: PathInfoServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        }
+    }
+
+    /// NAR size and sha256 of the tree under `node`, computed by the daemon.
+    pub async fn calculate_nar(&self, node: &Node) -> Result<(u64, [u8; 32]), Error> {
+        let r = self.client.clone().calculate_nar(node.to_entry(Bytes::new())).await?.into_inner();
+        let sha: [u8; 32] = r.nar_sha256[..]
+            .try_into()
+            .map_err(|_| Error::Corrupt(format!("remote sent a {}-byte NAR sha256", r.nar_sha256.len())))?;
+        Ok((r.nar_size, sha))
+    }
+}
+
+#[async_trait::async_trait]
+impl PathInfoService for GrpcPathInfoService {
+    async fn get(&self, digest: [u8; 20]) -> Result<Option<PathInfo>, Error> {
+        let req = proto::GetPathInfoRequest { by_what: Some(ByWhat::ByOutputHash(Bytes::copy_from_slice(&digest))) };
+        match self.client.clone().get(req).await {
+            Ok(r) => {
+                let info = received(r.into_inner())?;
+                if info.store_path.digest() != &digest {
+                    return Err(Error::Corrupt(format!("remote sent {} for another digest", info.store_path)));
+                }
+                Ok(Some(info))
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(s.into()),
+        }
+    }
+
+    async fn put(&self, info: PathInfo) -> Result<PathInfo, Error> {
+        let r = self.client.clone().put(info.to_proto()).await?.into_inner();
+        received(r)
+    }
+
+    fn list(&self) -> BoxStream<'static, Result<PathInfo, Error>> {
+        let mut client = self.client.clone();
+        async_stream::try_stream! {
+            let mut s = client.list(proto::ListPathInfoRequest {}).await?.into_inner();
+            while let Some(p) = s.message().await? {
+                yield received(p)?;
+            }
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,48 @@
+//! Path info storage: one trait, one backend per file, chosen by URL in
+//! [`from_addr`].
+
+use std::sync::Arc;
+
+use futures::stream::BoxStream;
+use snix_castore::Error;
+
+use crate::pathinfo::PathInfo;
+
+mod from_addr;
+pub mod grpc;
+mod memory;
+mod sled;
+
+pub use self::sled::SledPathInfoService;
+pub use from_addr::from_addr;
+pub use grpc::GrpcPathInfoService;
+pub use memory::MemoryPathInfoService;
+
+#[async_trait::async_trait]
+pub trait PathInfoService: Send + Sync + 'static {
+    /// By the 20-byte digest of the store path.
+    async fn get(&self, digest: [u8; 20]) -> Result<Option<PathInfo>, Error>;
+
+    /// Stores `info` (replacing an earlier one for the same path) and returns
+    /// what was stored.
+    async fn put(&self, info: PathInfo) -> Result<PathInfo, Error>;
+
+    /// Every path info.
+    fn list(&self) -> BoxStream<'static, Result<PathInfo, Error>>;
+}
+
+#[async_trait::async_trait]
+impl<T: PathInfoService + ?Sized> PathInfoService for Arc<T> {
+    async fn get(&self, digest: [u8; 20]) -> Result<Option<PathInfo>, Error> {
+        (**self).get(digest).await
+    }
+    async fn put(&self, info: PathInfo) -> Result<PathInfo, Error> {
+        (**self).put(info).await
+    }
+    fn list(&self) -> BoxStream<'static, Result<PathInfo, Error>> {
+        (**self).list()
+    }
+}
+
+#[cfg(test)]
+mod tests;

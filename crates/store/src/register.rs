@@ -1,0 +1,133 @@
+//! Adding a store path from its NAR: ingest into the castore, check the NAR
+//! hash, size and content address against what was claimed, and only then
+//! register the path info. On any mismatch nothing is registered and the
+//! error says what differed.
+
+use nix_compat::content_address::ContentAddress;
+use nix_compat::hash::NixHash;
+use nix_compat::signing::Signature;
+use nix_compat::store_path::{make_ca_path, StorePath};
+use snix_castore::blobservice::BlobService;
+use snix_castore::directoryservice::DirectoryService;
+use snix_castore::Error;
+use thiserror::Error;
+use tokio::io::AsyncRead;
+
+use crate::nar::{ingest_nar, IngestError};
+use crate::pathinfo::PathInfo;
+use crate::pathinfoservice::PathInfoService;
+
+/// What the sender says about the path it sends.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub store_path: StorePath,
+    pub nar_hash: NixHash,
+    pub nar_size: u64,
+    pub references: Vec<StorePath>,
+    pub deriver: Option<StorePath>,
+    pub signatures: Vec<Signature>,
+    pub ca: Option<ContentAddress>,
+}
+
+#[derive(Debug, Error)]
+pub enum AddError {
+    #[error("{path}: {source}")]
+    Ingest { path: StorePath, source: IngestError },
+    #[error("{path}: NAR hash mismatch: claimed {claimed}, got {actual}")]
+    NarHash { path: StorePath, claimed: String, actual: String },
+    #[error("{path}: NAR size mismatch: claimed {claimed}, got {actual}")]
+    NarSize { path: StorePath, claimed: u64, actual: u64 },
+    #[error("{path}: content address {ca} does not match the content ({reason})")]
+    ContentAddress { path: StorePath, ca: String, reason: String },
+    #[error("{path}: reference {reference} is not in the store")]
+    MissingReference { path: StorePath, reference: StorePath },
+    #[error("registering {path}: {source}")]
+    Register { path: StorePath, source: Error },
+}
+
+/// Checks a content address against the ingested content and the path.
+fn check_ca(claimed: &Claimed, ingested: &crate::nar::Ingested) -> Result<(), String> {
+    let Some(ca) = &claimed.ca else { return Ok(()) };
+    match ca {
+        ContentAddress::Nar(h) => {
+            // recursive: the CA hash is over the NAR; sha256 we have, others need a re-hash
+            if let Some(d) = h.sha256_digest() {
+                if d != ingested.nar_sha256 {
+                    return Err(format!("NAR sha256 is {}", NixHash::sha256(ingested.nar_sha256).to_nix32_prefixed()));
+                }
+            } else {
+                return Err(format!("recursive {} content addresses are not supported here", h.algo()));
+            }
+        }
+        ContentAddress::Flat(h) | ContentAddress::Text(h) => {
+            let actual = ingested.flat_hash.as_ref().ok_or("the root is not a regular file")?;
+            if actual != h {
+                return Err(format!("content hash is {}", actual.to_nix32_prefixed()));
+            }
+        }
+    }
+    let self_ref = claimed.references.contains(&claimed.store_path);
+    let refs = claimed.references.iter().filter(|r| **r != claimed.store_path);
+    let computed = make_ca_path(claimed.store_path.name(), ca, refs, self_ref).map_err(|e| e.to_string())?;
+    if computed != claimed.store_path {
+        return Err(format!("it gives the path {computed}"));
+    }
+    Ok(())
+}
+
+/// Ingests `nar` and registers it as `claimed.store_path`, after checking
+/// hash, size, content address and that every reference (but itself) exists.
+pub async fn add_nar<R: AsyncRead + Unpin + Send>(
+    nar: R,
+    claimed: Claimed,
+    blobs: &dyn BlobService,
+    dirs: &dyn DirectoryService,
+    infos: &dyn PathInfoService,
+) -> Result<PathInfo, AddError> {
+    let path = claimed.store_path.clone();
+    for r in &claimed.references {
+        if *r != path {
+            let present = infos
+                .get(*r.digest())
+                .await
+                .map_err(|source| AddError::Register { path: path.clone(), source })?
+                .is_some_and(|i| i.store_path == *r);
+            if !present {
+                return Err(AddError::MissingReference { path, reference: r.clone() });
+            }
+        }
+    }
+    let flat_algo = match &claimed.ca {
+        Some(ContentAddress::Flat(h)) | Some(ContentAddress::Text(h)) => Some(h.algo()),
+        _ => None,
+    };
+    let ingested = ingest_nar(nar, blobs, dirs, flat_algo)
+        .await
+        .map_err(|source| AddError::Ingest { path: path.clone(), source })?;
+    if claimed.nar_hash.sha256_digest() != Some(ingested.nar_sha256) {
+        return Err(AddError::NarHash {
+            path,
+            claimed: claimed.nar_hash.to_nix32_prefixed(),
+            actual: NixHash::sha256(ingested.nar_sha256).to_nix32_prefixed(),
+        });
+    }
+    if claimed.nar_size != ingested.nar_size {
+        return Err(AddError::NarSize { path, claimed: claimed.nar_size, actual: ingested.nar_size });
+    }
+    check_ca(&claimed, &ingested).map_err(|reason| AddError::ContentAddress {
+        path: path.clone(),
+        ca: claimed.ca.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+        reason,
+    })?;
+    let info = PathInfo {
+        store_path: claimed.store_path,
+        node: ingested.node,
+        references: claimed.references,
+        nar_size: ingested.nar_size,
+        nar_sha256: ingested.nar_sha256,
+        signatures: claimed.signatures,
+        deriver: claimed.deriver,
+        ca: claimed.ca,
+    };
+    infos.put(info).await.map_err(|source| AddError::Register { path, source })
+}

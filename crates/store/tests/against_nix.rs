@@ -1,0 +1,218 @@
+//! The store judged by the real Nix (2.8): `import` gives the path
+//! `nix-store --add` gives, `dump` the bytes `nix-store --dump` gives, NARs
+//! Nix made ingest and render back identically, and bad claims register
+//! nothing.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use integration_tests::corpus;
+use integration_tests::judge::{build_closure, nix, nix_available, nix_stdout, path_str};
+use nix_compat::content_address::ContentAddress;
+use nix_compat::hash::{sha256, NixHash};
+use nix_compat::store_path::StorePath;
+use snix_castore::blobservice::MemoryBlobService;
+use snix_castore::directoryservice::MemoryDirectoryService;
+use snix_store::pathinfoservice::{MemoryPathInfoService, PathInfoService};
+use snix_store::register::{add_nar, AddError, Claimed};
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_daemon() -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/snix-store.sock");
+    let child = Command::new(env!("CARGO_BIN_EXE_snix-store"))
+        .args(["daemon", "-l", path_str(&socket)])
+        .env("STATE_DIRECTORY", dir.path().join("state"))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(socket.exists(), "snix-store daemon did not come up");
+    Daemon { child, socket, _dir: dir }
+}
+
+fn snix_store(d: &Daemon, args: &[&str]) -> std::process::Output {
+    let addr = format!("grpc+unix://{}", d.socket.display());
+    Command::new(env!("CARGO_BIN_EXE_snix-store"))
+        .args(args)
+        .env("BLOB_SERVICE_ADDR", &addr)
+        .env("DIRECTORY_SERVICE_ADDR", &addr)
+        .env("PATH_INFO_SERVICE_ADDR", &addr)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn sha256_of_cmd(out: &std::process::Output) -> [u8; 32] {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    sha256(&out.stdout)
+}
+
+#[test]
+fn import_equals_nix_store_add_and_dump_equals_nix_store_dump() {
+    if !nix_available("import_equals_nix_store_add_and_dump_equals_nix_store_dump") {
+        return;
+    }
+    let d = start_daemon();
+    for entry in corpus::shared() {
+        let out = snix_store(&d, &["import", path_str(entry)]);
+        assert!(out.status.success(), "import {}: {}", entry.display(), String::from_utf8_lossy(&out.stderr));
+        let ours = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let theirs = nix_stdout(&["nix-store", "--add", path_str(entry)]);
+        assert_eq!(ours, theirs, "{}", entry.display());
+
+        let dumped = snix_store(&d, &["dump", &ours]);
+        let nix_dump = nix(&["nix-store", "--dump", &theirs]);
+        assert_eq!(sha256_of_cmd(&dumped), sha256(&nix_dump.stdout), "dump of {ours}");
+
+        let ours_json: serde_json::Value =
+            serde_json::from_slice(&snix_store(&d, &["path-info", "--json", &ours]).stdout).unwrap();
+        let nix_json: serde_json::Value =
+            serde_json::from_str(&nix_stdout(&["nix", "path-info", "--json", &theirs])).unwrap();
+        for key in ["path", "narHash", "narSize", "references", "ca"] {
+            assert_eq!(ours_json[0][key], nix_json[0][key], "{key} of {ours}");
+        }
+    }
+    // an unknown path is a clear error
+    let out = snix_store(&d, &["dump", "/nix/store/00000000000000000000000000000000-nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not valid"));
+}
+
+/// `nix path-info --json` of `p`, as our claim.
+fn claim_of(p: &str) -> Claimed {
+    let v: serde_json::Value = serde_json::from_str(&nix_stdout(&["nix", "path-info", "--json", p])).unwrap();
+    let v = &v[0];
+    Claimed {
+        store_path: p.parse().unwrap(),
+        nar_hash: NixHash::parse(v["narHash"].as_str().unwrap(), None).unwrap(),
+        nar_size: v["narSize"].as_u64().unwrap(),
+        references: v["references"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().parse().unwrap()).collect(),
+        deriver: v.get("deriver").and_then(|d| d.as_str()).map(|d| d.parse().unwrap()),
+        signatures: vec![],
+        ca: v.get("ca").and_then(|c| c.as_str()).map(|c| c.parse::<ContentAddress>().unwrap()),
+    }
+}
+
+struct Mem {
+    blobs: MemoryBlobService,
+    dirs: MemoryDirectoryService,
+    infos: Arc<MemoryPathInfoService>,
+}
+
+fn mem() -> Mem {
+    Mem { blobs: Default::default(), dirs: Default::default(), infos: Arc::new(Default::default()) }
+}
+
+async fn add(m: &Mem, nar: Vec<u8>, claim: Claimed) -> Result<snix_store::PathInfo, AddError> {
+    add_nar(&nar[..], claim, &m.blobs, &m.dirs, &*m.infos).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nars_from_nix_ingest_and_render_back_identically() {
+    if !nix_available("nars_from_nix_ingest_and_render_back_identically") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (top, dep) = build_closure(tmp.path());
+    let m = mem();
+    for p in [&dep, &top] {
+        let nar = nix(&["nix-store", "--dump", p]).stdout;
+        let info = add(&m, nar.clone(), claim_of(p)).await.unwrap();
+        let rendered = snix_store::nar::render_nar(Vec::new(), &info.node, &m.blobs, &m.dirs).await.unwrap();
+        assert!(rendered == nar, "render of {p} differs from nix-store --dump");
+        assert_eq!(info.references, claim_of(p).references);
+    }
+    // and the corpus, through the same path
+    for entry in corpus::shared().iter().filter(|e| !e.ends_with("big-file")) {
+        let p = nix_stdout(&["nix-store", "--add", path_str(entry)]);
+        let nar = nix(&["nix-store", "--dump", &p]).stdout;
+        let info = add(&m, nar.clone(), claim_of(&p)).await.unwrap();
+        let rendered = snix_store::nar::render_nar(Vec::new(), &info.node, &m.blobs, &m.dirs).await.unwrap();
+        assert!(rendered == nar, "render of {p} differs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_claims_register_nothing() {
+    if !nix_available("bad_claims_register_nothing") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (top, dep) = build_closure(tmp.path());
+    let dep_nar = nix(&["nix-store", "--dump", &dep]).stdout;
+    let top_nar = nix(&["nix-store", "--dump", &top]).stdout;
+    let m = mem();
+    let registered = |m: &Mem, p: &str| {
+        let p: StorePath = p.parse().unwrap();
+        let infos = m.infos.clone();
+        async move { infos.get(*p.digest()).await.unwrap().is_some() }
+    };
+
+    // a reference that is not there yet
+    let e = add(&m, top_nar.clone(), claim_of(&top)).await.unwrap_err();
+    assert!(matches!(e, AddError::MissingReference { .. }), "{e}");
+    assert!(!registered(&m, &top).await);
+
+    // wrong NAR hash
+    let mut c = claim_of(&dep);
+    c.nar_hash = NixHash::sha256([7; 32]);
+    let e = add(&m, dep_nar.clone(), c).await.unwrap_err();
+    assert!(matches!(e, AddError::NarHash { .. }), "{e}");
+    assert!(e.to_string().contains("claimed") && e.to_string().contains("got"));
+    assert!(!registered(&m, &dep).await);
+
+    // wrong NAR size
+    let mut c = claim_of(&dep);
+    c.nar_size += 8;
+    let e = add(&m, dep_nar.clone(), c).await.unwrap_err();
+    assert!(matches!(e, AddError::NarSize { .. }), "{e}");
+    assert!(!registered(&m, &dep).await);
+
+    // a content address that does not give this path
+    let mut c = claim_of(&dep);
+    let Some(ContentAddress::Nar(_)) = c.ca else { panic!("dep is nix-store --add'ed: {:?}", c.ca) };
+    c.store_path = StorePath::from_parts([1; 20], c.store_path.name()).unwrap();
+    let e = add(&m, dep_nar.clone(), c.clone()).await.unwrap_err();
+    assert!(matches!(e, AddError::ContentAddress { .. }), "{e}");
+    assert!(!registered(&m, &c.store_path.to_string()).await);
+
+    // a CA hash that does not match the content
+    let mut c = claim_of(&dep);
+    c.ca = Some(ContentAddress::Nar(NixHash::sha256([9; 32])));
+    let e = add(&m, dep_nar.clone(), c).await.unwrap_err();
+    assert!(matches!(e, AddError::ContentAddress { .. }), "{e}");
+
+    // a malformed (truncated) NAR
+    let e = add(&m, dep_nar[..dep_nar.len() - 9].to_vec(), claim_of(&dep)).await.unwrap_err();
+    assert!(matches!(e, AddError::Ingest { .. }), "{e}");
+    // data after the NAR
+    let mut long = dep_nar.clone();
+    long.extend_from_slice(&[0; 8]);
+    let e = add(&m, long, claim_of(&dep)).await.unwrap_err();
+    assert!(matches!(e, AddError::Ingest { .. }), "{e}");
+    assert!(!registered(&m, &dep).await);
+
+    // and the honest claims go through, dependency first
+    add(&m, dep_nar, claim_of(&dep)).await.unwrap();
+    add(&m, top_nar, claim_of(&top)).await.unwrap();
+    assert!(registered(&m, &top).await);
+}
