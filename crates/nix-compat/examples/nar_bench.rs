@@ -92,12 +92,15 @@ fn main() {
         compare(
             runs,
             || {
-                timed(|| {
-                    drop(
-                        write_path(&tree, std::io::BufWriter::with_capacity(1 << 20, File::create(&out).unwrap()))
-                            .unwrap(),
-                    )
-                })
+                // as for nix below: the file is created (truncated) before and
+                // closed after the timed part
+                let file = File::create(&out).unwrap();
+                let mut written = None;
+                let t = timed(|| {
+                    written = Some(write_path(&tree, std::io::BufWriter::with_capacity(1 << 20, &file)).unwrap())
+                });
+                drop(written);
+                t
             },
             || nix(&["nix-store", "--dump", tree_s], None, Some(&out)),
         ),

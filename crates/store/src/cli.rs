@@ -1,4 +1,4 @@
-//! The `snix-store` command: `daemon`, `import`, `path-info`, `dump`, `mount`.
+//! The `snix-store` command: `daemon`, `import`, `copy`, `path-info`, `dump`, `mount`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use snix_cli_common::{dirs, CastoreAddrs, ListenAddr, Listener, PathInfoAddr};
 
 use crate::pathinfo::PathInfo;
 use crate::pathinfoservice::{self, PathInfoService};
-use crate::{grpc_server, import, nar, proto};
+use crate::{copy, grpc_server, import, nar, proto};
 
 #[derive(Parser, Debug)]
 #[command(name = "snix-store", version, about = "Nix store paths on a content-addressed store")]
@@ -49,6 +49,22 @@ pub enum Command {
     Import {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        addrs: StoreAddrs,
+    },
+    /// Copy closures out of the local Nix store, dependencies first; paths
+    /// already present are skipped (so an interrupted copy resumes).
+    ///
+    /// Without PATHS, the closure comes from --closure-json, else from
+    /// $NIX_ATTRS_JSON_FILE (a structured-attrs build's exportReferencesGraph).
+    Copy {
+        /// Store paths whose closures to copy (asked of the local Nix database).
+        paths: Vec<String>,
+        /// An exportReferencesGraph JSON file: a list, or an object holding it under --closure-key.
+        #[arg(long, conflicts_with = "paths")]
+        closure_json: Option<PathBuf>,
+        #[arg(long, default_value = "closure")]
+        closure_key: String,
         #[command(flatten)]
         addrs: StoreAddrs,
     },
@@ -201,6 +217,32 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 let info = import::import_path(&p, &*s.blobs, &*s.dirs, &*s.infos).await?;
                 println!("{}", info.store_path);
             }
+            Ok(())
+        }
+        Command::Copy { paths, closure_json, closure_key, addrs } => {
+            let source = if !paths.is_empty() {
+                copy::Source::Paths(paths)
+            } else if let Some(file) =
+                closure_json.or_else(|| std::env::var_os("NIX_ATTRS_JSON_FILE").map(PathBuf::from))
+            {
+                copy::Source::ClosureJson { file, key: closure_key }
+            } else {
+                return Err("nothing to copy: give store paths, --closure-json FILE, or set NIX_ATTRS_JSON_FILE".into());
+            };
+            let s = client_services(&addrs)?;
+            let closure = copy::resolve(source).await?;
+            let stats = copy::copy_closure(closure, &*s.blobs, &*s.dirs, &*s.infos, |i, n, c, skip| {
+                if skip {
+                    tracing::info!("[{}/{n}] {} already present", i + 1, c.store_path);
+                } else {
+                    tracing::info!("[{}/{n}] copying {} ({} bytes)", i + 1, c.store_path, c.nar_size);
+                }
+            })
+            .await?;
+            eprintln!(
+                "copied {} paths ({} NAR bytes), {} already present",
+                stats.copied, stats.nar_bytes, stats.skipped
+            );
             Ok(())
         }
         Command::PathInfo { paths, json, addrs } => {

@@ -9,6 +9,7 @@
 //! durably stored.
 
 pub mod cli;
+pub mod copy;
 pub mod grpc_server;
 pub mod import;
 pub mod nar;

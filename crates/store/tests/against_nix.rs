@@ -216,3 +216,114 @@ async fn bad_claims_register_nothing() {
     add(&m, top_nar, claim_of(&top)).await.unwrap();
     assert!(registered(&m, &top).await);
 }
+
+fn start_daemon_in(dir: &std::path::Path) -> (Child, PathBuf) {
+    let socket = dir.join("run/snix-store.sock");
+    let _ = std::fs::remove_file(&socket);
+    let child = Command::new(env!("CARGO_BIN_EXE_snix-store"))
+        .args(["daemon", "-l", path_str(&socket)])
+        .env("STATE_DIRECTORY", dir.join("state"))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(socket.exists(), "snix-store daemon did not come up");
+    (child, socket)
+}
+
+fn store_cmd(socket: &std::path::Path, args: &[&str]) -> Command {
+    let addr = format!("grpc+unix://{}", socket.display());
+    let mut c = Command::new(env!("CARGO_BIN_EXE_snix-store"));
+    c.args(args)
+        .env("BLOB_SERVICE_ADDR", &addr)
+        .env("DIRECTORY_SERVICE_ADDR", &addr)
+        .env("PATH_INFO_SERVICE_ADDR", &addr)
+        .env("NIX_CONFIG", integration_tests::judge::NIX_CONFIG)
+        .stdin(Stdio::null());
+    c
+}
+
+#[test]
+fn copy_of_a_real_closure_registers_dependencies_first_and_resumes() {
+    if !nix_available("copy_of_a_real_closure_registers_dependencies_first_and_resumes") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (top, dep) = build_closure(tmp.path());
+    let (mut child, socket) = start_daemon_in(tmp.path());
+    let out = store_cmd(&socket, &["copy", &top]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for p in [&top, &dep] {
+        let dumped = store_cmd(&socket, &["dump", p]).output().unwrap();
+        assert_eq!(sha256_of_cmd(&dumped), sha256(&nix(&["nix-store", "--dump", p]).stdout), "{p}");
+        let ours: serde_json::Value =
+            serde_json::from_slice(&store_cmd(&socket, &["path-info", "--json", p]).output().unwrap().stdout).unwrap();
+        let theirs: serde_json::Value = serde_json::from_str(&nix_stdout(&["nix", "path-info", "--json", p])).unwrap();
+        for key in ["path", "narHash", "narSize", "references", "deriver", "ca"] {
+            assert_eq!(ours[0][key], theirs[0][key], "{key} of {p}");
+        }
+    }
+    // a second copy finds everything present
+    let out = store_cmd(&socket, &["copy", &top]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("copied 0 paths"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the closure JSON form
+    let json = nix_stdout(&["nix", "path-info", "--json", "-r", &top]);
+    let file = tmp.path().join("closure.json");
+    std::fs::write(&file, json).unwrap();
+    let out = store_cmd(&socket, &["copy", "--closure-json", path_str(&file)]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_large_copy_loses_nothing_registered_and_copy_resumes() {
+    if !nix_available("kill_9_during_a_large_copy_loses_nothing_registered_and_copy_resumes") {
+        return;
+    }
+    use futures::TryStreamExt;
+    let tmp = tempfile::tempdir().unwrap();
+    // many paths, one of them large: add the corpus to the local Nix store
+    let paths: Vec<String> =
+        corpus::shared().iter().map(|e| nix_stdout(&["nix-store", "--add", path_str(e)])).collect();
+    let mut args = vec!["copy"];
+    args.extend(paths.iter().map(String::as_str));
+
+    let (mut child, socket) = start_daemon_in(tmp.path());
+    let mut copy = store_cmd(&socket, &args).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap(); // SIGKILL, mid-copy
+    child.wait().unwrap();
+    let _ = copy.wait();
+
+    let (mut child, socket) = start_daemon_in(tmp.path());
+    let addr = format!("grpc+unix://{}", socket.display());
+    let infos = snix_store::pathinfoservice::from_addr(&addr).unwrap();
+    let blobs = snix_castore::blobservice::from_addr(&addr).unwrap();
+    let dirs = snix_castore::directoryservice::from_addr(&addr).unwrap();
+    let registered: Vec<snix_store::PathInfo> = infos.list().try_collect().await.unwrap();
+    eprintln!("{} of {} paths registered before the kill", registered.len(), paths.len());
+    for info in &registered {
+        let nar = snix_store::nar::render_nar(Vec::new(), &info.node, &*blobs, &*dirs).await.unwrap();
+        assert_eq!(sha256(&nar), info.nar_sha256, "{} renders completely", info.store_path);
+    }
+    let out = store_cmd(&socket, &args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{} already present", registered.len())), "{stderr}");
+    for p in &paths {
+        let dumped = store_cmd(&socket, &["dump", p]).output().unwrap();
+        assert_eq!(sha256_of_cmd(&dumped), sha256(&nix(&["nix-store", "--dump", p]).stdout), "{p}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

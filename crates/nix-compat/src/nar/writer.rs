@@ -77,9 +77,9 @@ fn dump_node<W: Write>(nw: &mut NarWriter<W>, path: &Path, buf: &mut [u8]) -> Re
         let target = fs::read_link(path).map_err(io_err(path))?;
         nw.event(&NarEvent::Symlink { target: target.as_os_str().as_bytes().to_vec() })
     } else if ft.is_file() {
+        // size and mode from the lstat above, as Nix does; a file that shrinks
+        // meanwhile is an error below, one that grows is cut at this size
         let mut f = fs::File::open(path).map_err(io_err(path))?;
-        // size from the open file, so a rename race cannot mix two files
-        let meta = f.metadata().map_err(io_err(path))?;
         let size = meta.len();
         let executable = meta.permissions().mode() & 0o100 != 0;
         nw.event(&NarEvent::File { executable, size })?;
@@ -96,9 +96,6 @@ fn dump_node<W: Write>(nw: &mut NarWriter<W>, path: &Path, buf: &mut [u8]) -> Re
             }
             nw.event(&NarEvent::Contents(&buf[..n]))?;
             left -= n as u64;
-        }
-        if f.read(&mut buf[..1]).map_err(io_err(path))? != 0 {
-            return Err(NarWriteError::FileChanged { path: path.display().to_string(), expected: size, got: size + 1 });
         }
         Ok(())
     } else if ft.is_dir() {
