@@ -116,9 +116,7 @@ async fn main() {
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
     let (bs, ds) = (b.clone(), d.clone());
     tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(snix_castore::grpc_server::blob_server(bs))
-            .add_service(snix_castore::grpc_server::directory_server(ds))
+        snix_castore::grpc_server::castore_router(bs, ds)
             .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
             .await
             .unwrap()

@@ -136,15 +136,9 @@ pub async fn run_daemon(args: DaemonArgs) -> Result<(), Box<dyn std::error::Erro
     let dirs_svc = directoryservice::from_addr(&dir_addr)?;
 
     let (reporter, health, reflection) = health_and_reflection(&[proto::FILE_DESCRIPTOR_SET]).await?;
-    let blob_server = grpc_server::blob_server(blobs);
-    let dir_server = grpc_server::directory_server(dirs_svc);
     reporter.set_serving::<grpc_server::BlobServer>().await;
     reporter.set_serving::<grpc_server::DirectoryServer>().await;
-    let router = tonic::transport::Server::builder()
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(blob_server)
-        .add_service(dir_server);
+    let router = grpc_server::castore_router(blobs, dirs_svc).add_service(health).add_service(reflection);
 
     let listen = args.listen_address.unwrap_or_else(|| ListenAddr::Unix(dirs::castore_socket()));
     let listener = Listener::bind_or_activated(&listen, args.unix_socket_mode).await?;
@@ -181,14 +175,6 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 
 /// The whole `snix-castore` program; `main.rs` only calls this.
 pub fn main() -> std::process::ExitCode {
-    snix_cli_common::init_tracing();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("starting the tokio runtime");
-    match rt.block_on(run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("snix-castore: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    snix_cli_common::run_main("snix-castore", run(cli))
 }

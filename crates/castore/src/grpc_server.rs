@@ -234,3 +234,12 @@ impl http_body::Body for WatchedBody {
 fn aborted_status() -> Status {
     Status::cancelled("the client abandoned the upload; nothing was stored")
 }
+
+/// A router serving both castore services (what tests, benchmarks and the
+/// daemons start from; the daemons add health and reflection).
+pub fn castore_router(
+    blobs: Arc<dyn BlobService>,
+    dirs: Arc<dyn DirectoryService>,
+) -> tonic::transport::server::Router {
+    tonic::transport::Server::builder().add_service(blob_server(blobs)).add_service(directory_server(dirs))
+}

@@ -27,9 +27,7 @@ fn start() -> Daemon {
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
     let (b, d): (Arc<dyn BlobService>, Arc<dyn DirectoryService>) = (blobs.clone(), dirs.clone());
     tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(snix_castore::grpc_server::blob_server(b))
-            .add_service(snix_castore::grpc_server::directory_server(d))
+        snix_castore::grpc_server::castore_router(b, d)
             .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
             .await
             .unwrap()

@@ -202,9 +202,7 @@ fn serve(blob: Arc<dyn BlobService>, dirs: Arc<dyn DirectoryService>) -> Served 
     let socket = dir.path().join("castore.sock");
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
     let task = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(snix_castore::grpc_server::blob_server(blob))
-            .add_service(snix_castore::grpc_server::directory_server(dirs))
+        snix_castore::grpc_server::castore_router(blob, dirs)
             .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
             .await
             .unwrap()

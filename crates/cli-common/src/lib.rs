@@ -14,4 +14,4 @@ pub mod process;
 
 pub use addrs::{CastoreAddrs, PathInfoAddr};
 pub use listen::{ListenAddr, Listener};
-pub use process::{init_tracing, notify_ready, shutdown_signal};
+pub use process::{init_tracing, notify_ready, run_main, shutdown_signal};

@@ -35,3 +35,20 @@ pub async fn shutdown_signal() {
     }
     notify_stopping();
 }
+
+/// Runs a binary's async program on a multi-threaded runtime with tracing set
+/// up; an error is printed as `<name>: <error>` and exits 1.
+pub fn run_main<F>(name: &str, program: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
+{
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("starting the tokio runtime");
+    match rt.block_on(program) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -147,11 +147,9 @@ pub async fn run_daemon(args: DaemonArgs) -> Result<(), Box<dyn std::error::Erro
     reporter.set_serving::<castore_grpc::BlobServer>().await;
     reporter.set_serving::<castore_grpc::DirectoryServer>().await;
     reporter.set_serving::<grpc_server::PathInfoServer>().await;
-    let router = tonic::transport::Server::builder()
+    let router = castore_grpc::castore_router(blobs.clone(), dir_svc.clone())
         .add_service(health)
         .add_service(reflection)
-        .add_service(castore_grpc::blob_server(blobs.clone()))
-        .add_service(castore_grpc::directory_server(dir_svc.clone()))
         .add_service(grpc_server::path_info_server(infos, blobs, dir_svc));
 
     let listen = args.listen_address.unwrap_or_else(|| ListenAddr::Unix(dirs::store_socket()));
@@ -281,14 +279,6 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 
 /// The whole `snix-store` program; `main.rs` only calls this.
 pub fn main() -> std::process::ExitCode {
-    snix_cli_common::init_tracing();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("starting the tokio runtime");
-    match rt.block_on(run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("snix-store: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    snix_cli_common::run_main("snix-store", run(cli))
 }

@@ -32,20 +32,7 @@ impl Drop for Daemon {
 
 fn start_daemon() -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("run/snix-store.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_snix-store"))
-        .args(["daemon", "-l", path_str(&socket)])
-        .env("STATE_DIRECTORY", dir.path().join("state"))
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(socket.exists(), "snix-store daemon did not come up");
+    let (child, socket) = start_daemon_in(dir.path());
     Daemon { child, socket, _dir: dir }
 }
 
