@@ -8,12 +8,7 @@ use crate::errors::Error;
 
 pub fn channel_from_url(url: &url::Url) -> Result<Channel, Error> {
     let endpoint = match url.scheme() {
-        "grpc+unix" => {
-            if url.host_str().is_some_and(|h| !h.is_empty()) || !url.path().starts_with('/') || url.path() == "/" {
-                return Err(Error::InvalidRequest(format!("{url}: expected grpc+unix:///absolute/path.sock")));
-            }
-            Endpoint::from_shared(format!("unix://{}", url.path()))
-        }
+        "grpc+unix" => Endpoint::from_shared(format!("unix://{}", absolute_path(url)?.display())),
         "grpc+http" => {
             let host = url.host_str().ok_or_else(|| Error::InvalidRequest(format!("{url}: missing host")))?;
             let port = url.port().ok_or_else(|| Error::InvalidRequest(format!("{url}: missing port")))?;

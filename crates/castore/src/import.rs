@@ -44,8 +44,7 @@ enum Walked {
     Symlink {
         target: Bytes,
     },
-    /// a directory: its children are the `count` entries named `names`,
-    /// found at the given indices of the walk
+    /// a directory: child `names[i]` is entry `children[i]` of the walk
     Dir {
         names: Vec<Bytes>,
         children: Vec<usize>,
@@ -180,10 +179,4 @@ pub async fn copy_blob_to<W: tokio::io::AsyncWrite + Unpin>(
 pub async fn list_directory(dirs: &dyn DirectoryService, digest: &crate::B3Digest) -> Result<Vec<String>, Error> {
     let d = dirs.get(digest).await?.ok_or_else(|| Error::NotFound(format!("directory {digest}")))?;
     Ok(d.nodes().map(|(name, node)| format!("{}\t{}", String::from_utf8_lossy(name), describe(node))).collect())
-}
-
-/// Reads the whole tree from `dirs` to check it is complete (used by tests and
-/// `ls -r`).
-pub async fn count_tree(dirs: &dyn DirectoryService, root: &crate::B3Digest) -> Result<usize, Error> {
-    dirs.get_recursive(root).try_fold(0, |n, _| async move { Ok(n + 1) }).await
 }

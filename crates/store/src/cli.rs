@@ -169,11 +169,7 @@ fn parse_store_path(s: &str) -> Result<StorePath, Error> {
 
 async fn lookup(infos: &dyn PathInfoService, s: &str) -> Result<PathInfo, Error> {
     let p = parse_store_path(s)?;
-    infos
-        .get(*p.digest())
-        .await?
-        .filter(|i| i.store_path == p)
-        .ok_or_else(|| Error::NotFound(format!("path '{p}' is not valid")))
+    pathinfoservice::get_path(infos, &p).await?.ok_or_else(|| Error::NotFound(format!("path '{p}' is not valid")))
 }
 
 /// `nix path-info --json` shape (Nix 2.8).

@@ -174,7 +174,7 @@ pub async fn copy_closure(
     let n = closure.len();
     let mut stats = CopyStats::default();
     for (i, claim) in closure.into_iter().enumerate() {
-        let present = infos.get(*claim.store_path.digest()).await?.is_some_and(|p| p.store_path == claim.store_path);
+        let present = crate::pathinfoservice::get_path(infos, &claim.store_path).await?.is_some();
         progress(i, n, &claim, present);
         if present {
             stats.skipped += 1;

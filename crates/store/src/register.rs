@@ -87,11 +87,10 @@ pub async fn add_nar<R: AsyncRead + Unpin + Send>(
     let path = claimed.store_path.clone();
     for r in &claimed.references {
         if *r != path {
-            let present = infos
-                .get(*r.digest())
+            let present = crate::pathinfoservice::get_path(infos, r)
                 .await
                 .map_err(|source| AddError::Register { path: path.clone(), source })?
-                .is_some_and(|i| i.store_path == *r);
+                .is_some();
             if !present {
                 return Err(AddError::MissingReference { path, reference: r.clone() });
             }

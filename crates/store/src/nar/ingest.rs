@@ -142,11 +142,6 @@ pub async fn ingest_nar<R: AsyncRead + Unpin + Send>(
                 if !stack.is_empty() {
                     flat_hasher = None; // only a root file has a flat hash
                 }
-                if size == 0 {
-                    // no Contents events follow
-                    let remaining = nar.contents_remaining();
-                    debug_assert_eq!(remaining, Some(0));
-                }
             }
             NarEvent::Contents(data) => {
                 let (w, ..) = writing.as_mut().expect("Contents only inside a file");

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use futures::stream::BoxStream;
+use nix_compat::store_path::StorePath;
 use snix_castore::Error;
 
 use crate::pathinfo::PathInfo;
@@ -29,6 +30,12 @@ pub trait PathInfoService: Send + Sync + 'static {
 
     /// Every path info.
     fn list(&self) -> BoxStream<'static, Result<PathInfo, Error>>;
+}
+
+/// The path info of `path`: looked up by digest, and only if the name matches
+/// too (a digest alone does not name a store path).
+pub async fn get_path(infos: &dyn PathInfoService, path: &StorePath) -> Result<Option<PathInfo>, Error> {
+    Ok(infos.get(*path.digest()).await?.filter(|i| i.store_path == *path))
 }
 
 #[async_trait::async_trait]
