@@ -169,13 +169,21 @@ async fn corrupted_chunk_is_detected_and_never_served() {
     let digest = blobservice::put_bytes(&*client, &data).await.unwrap();
     let chunks = client.chunks(&digest).await.unwrap().unwrap();
     assert!(chunks.len() > 1);
-    // flip a byte inside one chunk file: re-compress different content under the old name
+    // flip a byte of one chunk's contents, keeping the file well-formed
+    // (`R` + raw bytes, or `Z` + a zstd frame)
     let victim = &chunks[1];
     let hex = victim.digest.to_hex();
-    let path = d.dir.path().join("blobs/chunks").join(&hex[..2]).join(format!("{hex}.zst"));
-    let mut plain = zstd::stream::decode_all(&std::fs::read(&path).unwrap()[..]).unwrap();
+    let path = d.dir.path().join("blobs/chunks").join(&hex[..2]).join(&hex);
+    let stored = std::fs::read(&path).unwrap();
+    let mut plain = match stored[0] {
+        b'R' => stored[1..].to_vec(),
+        b'Z' => zstd::stream::decode_all(&stored[1..]).unwrap(),
+        other => panic!("unexpected chunk encoding {other}"),
+    };
     plain[10] ^= 0xff;
-    std::fs::write(&path, zstd::bulk::compress(&plain, 1).unwrap()).unwrap();
+    let mut rewritten = vec![b'R'];
+    rewritten.extend_from_slice(&plain);
+    std::fs::write(&path, rewritten).unwrap();
 
     let e = blobservice::read_to_vec(&*client, &digest).await.unwrap_err();
     assert!(e.to_string().contains("corrupt"), "{e}");
@@ -195,8 +203,8 @@ async fn corrupted_chunk_is_detected_and_never_served() {
         },
     };
     assert_eq!(status.code(), Code::DataLoss, "{status}");
-    // garbage instead of zstd is caught too
-    std::fs::write(&path, b"not zstd at all").unwrap();
+    // garbage instead of a zstd frame is caught too
+    std::fs::write(&path, b"Znot zstd at all").unwrap();
     assert!(blobservice::read_to_vec(&*client, &victim.digest).await.is_err());
     // other blobs are unaffected
     d.still_serves().await;

@@ -225,14 +225,35 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             let s = client_services(&addrs)?;
             let closure = copy::resolve(source).await?;
+            let total: u64 = closure.iter().map(|c| c.nar_size).sum();
+            // a bar on a terminal; plain log lines for journals and pipes
+            let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+                let bar = indicatif::ProgressBar::new(total);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} [{msg}]",
+                    )
+                    .expect("valid template"),
+                );
+                bar
+            });
+            let mut done = 0u64;
             let stats = copy::copy_closure(closure, &*s.blobs, &*s.dirs, &*s.infos, |i, n, c, skip| {
-                if skip {
+                if let Some(bar) = &bar {
+                    bar.set_position(done);
+                    bar.set_message(format!("{}/{n} {}", i + 1, c.store_path));
+                } else if skip {
                     tracing::info!("[{}/{n}] {} already present", i + 1, c.store_path);
                 } else {
                     tracing::info!("[{}/{n}] copying {} ({} bytes)", i + 1, c.store_path, c.nar_size);
                 }
+                done += c.nar_size;
             })
-            .await?;
+            .await;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            let stats = stats?;
             eprintln!(
                 "copied {} paths ({} NAR bytes), {} already present",
                 stats.copied, stats.nar_bytes, stats.skipped

@@ -1,19 +1,26 @@
 //! `objectstore+file:///path` — blobs on the local file system, split into
-//! content-defined chunks (FastCDC), each chunk a zstd-compressed file named
-//! by its BLAKE3 digest, so equal chunks across blobs are stored once.
+//! content-defined chunks (FastCDC), each chunk a file named by its BLAKE3
+//! digest, so equal chunks across blobs are stored once.
 //!
 //! Layout under the root:
-//! - `chunks/<2 hex>/<64 hex>.zst` — one chunk;
+//! - `chunks/<2 hex>/<64 hex>` — one chunk: `Z` then a zstd frame, or `R`
+//!   then the raw bytes when compression would save less than 1/8 (reading
+//!   incompressible data then costs no decompression);
 //! - `blobs/<2 hex>/<64 hex>` — the chunk list of a blob of more than one
 //!   chunk (a one-chunk blob *is* its chunk, so needs no list);
 //! - `tmp/` — files being written.
 //!
-//! Every file is written to `tmp/`, fsync'd, then renamed into place, so a
-//! crash never leaves a partial file visible. Chunks are checked against
-//! their digest on every read: a corrupted chunk is reported, never served.
+//! Every file is written to `tmp/` then renamed into place, so a crash never
+//! leaves a partial file visible. Durability is by group commit: a blob's
+//! `close` returns only after a `syncfs` that started after its last write,
+//! and concurrent closes share one `syncfs` (one fsync per file would cost
+//! a journal commit per small file). Chunks are checked against their digest
+//! on every read: a corrupted chunk is reported, never served.
 
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -35,6 +42,42 @@ const READAHEAD: usize = 4;
 #[derive(Clone)]
 pub struct ObjectStoreFileBlobService {
     root: Arc<PathBuf>,
+    syncer: Arc<GroupSync>,
+}
+
+/// Group commit of `syncfs` on the store's file system: each caller takes a
+/// ticket after its writes; one `syncfs` started after ticket `t` was taken
+/// covers every caller holding a ticket ≤ `t`.
+struct GroupSync {
+    root: File,
+    issued: AtomicU64,
+    done: tokio::sync::Mutex<u64>,
+}
+
+use std::fs::File;
+
+impl GroupSync {
+    async fn sync(self: &Arc<Self>) -> io::Result<()> {
+        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut done = self.done.lock().await;
+        if *done >= ticket {
+            return Ok(());
+        }
+        // everyone who took a ticket so far has finished writing
+        let covers = self.issued.load(Ordering::SeqCst);
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            // SAFETY: syncfs on a file descriptor we own for our lifetime
+            if unsafe { libc::syncfs(this.root.as_raw_fd()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .await
+        .map_err(io::Error::other)??;
+        *done = covers;
+        Ok(())
+    }
 }
 
 fn shard(dir: &Path, digest: &B3Digest, suffix: &str) -> PathBuf {
@@ -47,22 +90,23 @@ impl ObjectStoreFileBlobService {
         for d in ["chunks", "blobs", "tmp"] {
             std::fs::create_dir_all(root.join(d))?;
         }
-        Ok(ObjectStoreFileBlobService { root: Arc::new(root.to_path_buf()) })
+        let syncer = GroupSync { root: File::open(root)?, issued: AtomicU64::new(0), done: Default::default() };
+        Ok(ObjectStoreFileBlobService { root: Arc::new(root.to_path_buf()), syncer: Arc::new(syncer) })
     }
 
     fn chunk_path(&self, digest: &B3Digest) -> PathBuf {
-        shard(&self.root.join("chunks"), digest, ".zst")
+        shard(&self.root.join("chunks"), digest, "")
     }
 
     fn index_path(&self, digest: &B3Digest) -> PathBuf {
         shard(&self.root.join("blobs"), digest, "")
     }
 
-    /// Writes `data` to `dest` durably and atomically (tmp → fsync → rename).
+    /// Writes `data` to `dest` atomically (tmp → rename); durable after the
+    /// next [`GroupSync::sync`].
     fn write_atomic(root: &Path, dest: &Path, data: &[u8]) -> io::Result<()> {
         let mut tmp = tempfile::NamedTempFile::new_in(root.join("tmp"))?;
         tmp.write_all(data)?;
-        tmp.as_file().sync_data()?;
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -72,24 +116,22 @@ impl ObjectStoreFileBlobService {
 
     fn store_chunk(root: &Path, data: &[u8]) -> io::Result<ChunkMeta> {
         let digest = B3Digest::of(data);
-        let path = shard(&root.join("chunks"), &digest, ".zst");
+        let path = shard(&root.join("chunks"), &digest, "");
         if !path.exists() {
-            let compressed = zstd::bulk::compress(data, ZSTD_LEVEL)?;
-            Self::write_atomic(root, &path, &compressed)?;
+            Self::write_atomic(root, &path, &encode_chunk(data)?)?;
         }
         Ok(ChunkMeta { digest, size: data.len() as u64 })
     }
 
     /// Reads and verifies one chunk (blocking).
     fn read_chunk_blocking(path: &Path, digest: &B3Digest) -> io::Result<Option<Bytes>> {
-        let compressed = match std::fs::read(path) {
+        let stored = match std::fs::read(path) {
             Ok(c) => c,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let data = zstd::stream::decode_all(&compressed[..]).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("chunk {digest} is corrupt (zstd: {e})"))
-        })?;
+        let data = decode_chunk(stored)
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, format!("chunk {digest} is corrupt ({why})")))?;
         if B3Digest::of(&data) != *digest {
             tracing::error!(%digest, path = %path.display(), "chunk failed its hash check");
             return Err(io::Error::new(
@@ -129,6 +171,56 @@ impl ObjectStoreFileBlobService {
             }
         }
         Ok(())
+    }
+}
+
+thread_local! {
+    // a zstd context costs more to create than a small chunk costs to compress
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A chunk as stored: `Z` + zstd frame, or `R` + raw bytes.
+fn encode_chunk(data: &[u8]) -> io::Result<Vec<u8>> {
+    let compressed = COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
+        }
+        c.as_mut().expect("set above").compress(data)
+    })?;
+    let mut out = Vec::with_capacity(1 + compressed.len().min(data.len()));
+    if compressed.len() < data.len() - data.len() / 8 {
+        out.push(b'Z');
+        out.extend_from_slice(&compressed);
+    } else {
+        out.push(b'R');
+        out.extend_from_slice(data);
+    }
+    Ok(out)
+}
+
+fn decode_chunk(mut stored: Vec<u8>) -> Result<Vec<u8>, String> {
+    match stored.first() {
+        Some(b'R') => {
+            stored.remove(0);
+            Ok(stored)
+        }
+        Some(b'Z') => {
+            let frame = &stored[1..];
+            let size = match zstd::zstd_safe::get_frame_content_size(frame) {
+                Ok(Some(n)) if n <= CHUNK_MAX as u64 => n as usize,
+                _ => return Err("bad zstd frame header".into()),
+            };
+            DECOMPRESSOR.with(|d| {
+                let mut d = d.borrow_mut();
+                if d.is_none() {
+                    *d = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+                }
+                d.as_mut().expect("set above").decompress(frame, size).map_err(|e| format!("zstd: {e}"))
+            })
+        }
+        _ => Err("unknown chunk encoding".into()),
     }
 }
 
@@ -218,8 +310,9 @@ impl BlobService for ObjectStoreFileBlobService {
 
     async fn open_write(&self) -> Box<dyn BlobWriter> {
         let root = self.root.clone();
+        let syncer = self.syncer.clone();
         Box::new(ChannelWriter::spawn(4, move |mut rx| async move {
-            tokio::task::spawn_blocking(move || {
+            let digest = tokio::task::spawn_blocking(move || {
                 let mut buf = Vec::new();
                 let mut chunks = Vec::new();
                 let mut hasher = blake3::Hasher::new();
@@ -245,10 +338,12 @@ impl BlobService for ObjectStoreFileBlobService {
                 }
                 let digest = B3Digest::from(hasher.finalize());
                 ObjectStoreFileBlobService::commit(&root, &digest, &chunks)?;
-                Ok(digest)
+                Ok::<_, io::Error>(digest)
             })
             .await
-            .map_err(io::Error::other)?
+            .map_err(io::Error::other)??;
+            syncer.sync().await?;
+            Ok(digest)
         }))
     }
 }

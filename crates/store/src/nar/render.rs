@@ -1,5 +1,7 @@
 //! castore → NAR, streamed, byte-identical to `nix-store --dump` of the same
-//! tree.
+//! tree. File contents are fetched ahead of the writer, several at a time
+//! and in NAR order, so a tree of many small files is not one round trip
+//! per file; memory stays bounded by `PREFETCH × SMALL_FILE`.
 
 use std::collections::HashMap;
 
@@ -11,7 +13,14 @@ use snix_castore::blobservice::BlobService;
 use snix_castore::directoryservice::DirectoryService;
 use snix_castore::{B3Digest, Directory, Error, Node};
 use thiserror::Error;
+use snix_castore::blobservice::BlobReader;
 use tokio::io::{AsyncReadExt, AsyncWrite};
+
+/// Files up to this size are read whole ahead of the writer; larger ones are
+/// opened ahead and streamed (their reader reads ahead by chunks).
+const SMALL_FILE: u64 = 512 * 1024;
+/// Files fetched ahead of the one being written.
+const PREFETCH: usize = 32;
 
 #[derive(Debug, Error)]
 pub enum RenderError {
@@ -39,6 +48,46 @@ async fn fetch_tree(dirs: &dyn DirectoryService, node: &Node) -> Result<HashMap<
     Ok(tree.into_iter().map(|d| (d.digest(), d)).collect())
 }
 
+/// The files under `node` in NAR order (depth first, names sorted).
+fn files_in_nar_order<'a>(
+    node: &'a Node,
+    tree: &'a HashMap<B3Digest, Directory>,
+) -> Result<Vec<(B3Digest, u64)>, RenderError> {
+    let mut files = Vec::new();
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        match n {
+            Node::File { digest, size, .. } => files.push((*digest, *size)),
+            Node::Symlink { .. } => {}
+            Node::Directory { digest, .. } => {
+                let dir = tree.get(digest).ok_or(RenderError::MissingDirectory(*digest))?;
+                let children: Vec<&Node> = dir.nodes().map(|(_, c)| c).collect();
+                stack.extend(children.into_iter().rev());
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// A file's contents, fetched ahead.
+enum Fetched {
+    Whole(bytes::Bytes),
+    Stream(Box<dyn BlobReader>),
+}
+
+async fn fetch_file(blobs: &dyn BlobService, digest: B3Digest, size: u64) -> Result<Fetched, RenderError> {
+    let mut r = blobs.open_read(&digest).await?.ok_or(RenderError::MissingBlob(digest))?;
+    if size > SMALL_FILE {
+        return Ok(Fetched::Stream(r));
+    }
+    let mut v = Vec::with_capacity(size as usize);
+    (&mut r).take(size + 1).read_to_end(&mut v).await?;
+    if v.len() as u64 > size {
+        return Err(RenderError::BlobTooLong { digest, size });
+    }
+    Ok(Fetched::Whole(v.into()))
+}
+
 /// Writes the NAR of the tree under `node` to `w`.
 pub async fn render_nar<W: AsyncWrite + Unpin + Send>(
     w: W,
@@ -47,6 +96,9 @@ pub async fn render_nar<W: AsyncWrite + Unpin + Send>(
     dirs: &dyn DirectoryService,
 ) -> Result<W, RenderError> {
     let tree = fetch_tree(dirs, node).await?;
+    let mut fetched = futures::stream::iter(files_in_nar_order(node, &tree)?)
+        .map(|(digest, size)| fetch_file(blobs, digest, size))
+        .buffered(PREFETCH);
     let mut nw = AsyncNarWriter::new(w);
     // explicit stack: (directory, index of next child)
     enum Step<'a> {
@@ -58,10 +110,14 @@ pub async fn render_nar<W: AsyncWrite + Unpin + Send>(
         match step {
             Step::Node(Node::Symlink { target }) => nw.event(&NarEvent::Symlink { target: target.to_vec() }).await?,
             Step::Node(Node::File { digest, size, executable }) => {
-                let mut r = blobs.open_read(digest).await?.ok_or(RenderError::MissingBlob(*digest))?;
-                nw.file_from_reader(*executable, *size, &mut r).await?;
-                if r.read(&mut [0u8; 1]).await? != 0 {
-                    return Err(RenderError::BlobTooLong { digest: *digest, size: *size });
+                match fetched.next().await.expect("one fetch per file, in NAR order")? {
+                    Fetched::Whole(b) => nw.file_from_reader(*executable, *size, &mut &b[..]).await?,
+                    Fetched::Stream(mut r) => {
+                        nw.file_from_reader(*executable, *size, &mut r).await?;
+                        if r.read(&mut [0u8; 1]).await? != 0 {
+                            return Err(RenderError::BlobTooLong { digest: *digest, size: *size });
+                        }
+                    }
                 }
             }
             Step::Node(Node::Directory { digest, .. }) => {
