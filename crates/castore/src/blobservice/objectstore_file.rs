@@ -149,8 +149,8 @@ impl ObjectStoreFileBlobService {
             .map_err(io::Error::other)?
     }
 
-    async fn read_index(&self, digest: &B3Digest) -> io::Result<Option<Vec<ChunkMeta>>> {
-        let raw = match tokio::fs::read(self.index_path(digest)).await {
+    fn read_index_blocking(path: &Path, digest: &B3Digest) -> io::Result<Option<Vec<ChunkMeta>>> {
+        let raw = match std::fs::read(path) {
             Ok(r) => r,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -159,6 +159,24 @@ impl ObjectStoreFileBlobService {
             tracing::error!(%digest, "blob index failed its check");
             io::Error::new(io::ErrorKind::InvalidData, format!("chunk list of blob {digest} is corrupt"))
         })
+    }
+
+    /// Finds a blob in one trip to the blocking pool (each trip costs two
+    /// thread switches): its chunk list, or — stored whole — its single
+    /// chunk, read and verified if `read` is set.
+    async fn lookup(&self, digest: B3Digest, read: bool) -> io::Result<Option<Found>> {
+        let (index, chunk) = (self.index_path(&digest), self.chunk_path(&digest));
+        tokio::task::spawn_blocking(move || {
+            if let Some(list) = Self::read_index_blocking(&index, &digest)? {
+                return Ok(Some(Found::Chunked(list)));
+            }
+            if read {
+                return Ok(Self::read_chunk_blocking(&chunk, &digest)?.map(Found::Whole));
+            }
+            Ok(chunk.try_exists()?.then_some(Found::Whole(Bytes::new())))
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 
     /// Finishes a blob from its chunks (blocking): one chunk needs nothing
@@ -224,6 +242,11 @@ fn decode_chunk(mut stored: Vec<u8>) -> Result<Vec<u8>, String> {
     }
 }
 
+enum Found {
+    Chunked(Vec<ChunkMeta>),
+    Whole(Bytes),
+}
+
 /// `magic | count u64 | (digest 32, size u64)* | blake3(all before) 32`
 fn encode_index(chunks: &[ChunkMeta]) -> Vec<u8> {
     let mut v = Vec::with_capacity(16 + chunks.len() * 40 + 32);
@@ -280,19 +303,23 @@ fn cut_and_store(root: &Path, buf: &mut Vec<u8>, chunks: &mut Vec<ChunkMeta>, la
 #[async_trait::async_trait]
 impl BlobService for ObjectStoreFileBlobService {
     async fn has(&self, digest: &B3Digest) -> io::Result<bool> {
-        Ok(tokio::fs::try_exists(self.index_path(digest)).await?
-            || tokio::fs::try_exists(self.chunk_path(digest)).await?)
+        Ok(self.lookup(*digest, false).await?.is_some())
     }
 
     async fn chunks(&self, digest: &B3Digest) -> io::Result<Option<Vec<ChunkMeta>>> {
-        if let Some(list) = self.read_index(digest).await? {
-            return Ok(Some(list));
-        }
-        Ok(tokio::fs::try_exists(self.chunk_path(digest)).await?.then(Vec::new))
+        Ok(self.lookup(*digest, false).await?.map(|f| match f {
+            Found::Chunked(list) => list,
+            Found::Whole(_) => Vec::new(),
+        }))
     }
 
     async fn open_read(&self, digest: &B3Digest) -> io::Result<Option<Box<dyn BlobReader>>> {
-        if let Some(list) = self.read_index(digest).await? {
+        let list = match self.lookup(*digest, true).await? {
+            None => return Ok(None),
+            Some(Found::Whole(data)) => return Ok(Some(bytes_reader(data))),
+            Some(Found::Chunked(list)) => list,
+        };
+        {
             let this = self.clone();
             let fetch: ChunkFetcher = Arc::new(move |d| {
                 let this = this.clone();
@@ -303,9 +330,8 @@ impl BlobService for ObjectStoreFileBlobService {
                 }
                 .boxed()
             });
-            return Ok(Some(Box::new(ChunkedReader::new(list, fetch, READAHEAD))));
+            Ok(Some(Box::new(ChunkedReader::new(list, fetch, READAHEAD))))
         }
-        Ok(self.read_chunk(*digest).await?.map(bytes_reader))
     }
 
     async fn open_write(&self) -> Box<dyn BlobWriter> {
