@@ -6,4 +6,9 @@
 //! worker protocol; it reaches the data only through the store and castore
 //! service traits (gRPC clients).
 //!
-//! Built in the fuse-mount issue.
+//! Map: [`cli`] (flags, mount lifecycle), [`fs`] (the FUSE requests),
+//! [`inodes`] (inode numbers and the kernel's references).
+
+pub mod cli;
+pub mod fs;
+pub mod inodes;

@@ -1,8 +1,10 @@
 //! A seekable reader over a blob stored as chunks: fetches the chunk under the
-//! read position, keeps only that one, and reads ahead the next few on
-//! sequential access.
+//! read position, keeps the last few (readers such as the kernel's readahead
+//! may go slightly back), and on sequential access reads the next few ahead.
+//! A read that jumps elsewhere fetches only its own chunk (no readahead is
+//! wasted on random access).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, SeekFrom};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,21 +22,29 @@ use crate::digest::B3Digest;
 /// Fetches one chunk's bytes by digest; must verify them against the digest.
 pub type ChunkFetcher = Arc<dyn Fn(B3Digest) -> BoxFuture<'static, io::Result<Bytes>> + Send + Sync>;
 
+/// Recently read chunks kept in memory.
+const KEEP: usize = 3;
+
 pub struct ChunkedReader {
     chunks: Arc<[ChunkMeta]>,
     /// start offset of each chunk
     starts: Arc<[u64]>,
     total: u64,
     pos: u64,
-    current: Option<(usize, Bytes)>,
-    /// fetches in flight, in chunk order: (index, task)
-    inflight: VecDeque<(usize, JoinHandle<io::Result<Bytes>>)>,
+    /// recently read chunks, newest last
+    recent: VecDeque<(usize, Bytes)>,
+    /// fetches in flight, by chunk index
+    inflight: BTreeMap<usize, JoinHandle<io::Result<Bytes>>>,
+    /// a seek moved the position since the last read: the next read is not
+    /// sequential, so it gets no readahead
+    jumped: bool,
     readahead: usize,
     fetch: ChunkFetcher,
 }
 
 impl ChunkedReader {
-    /// `readahead`: how many chunks after the current one to fetch ahead.
+    /// `readahead`: how many chunks after the current one to fetch ahead on
+    /// sequential access.
     pub fn new(chunks: Vec<ChunkMeta>, fetch: ChunkFetcher, readahead: usize) -> Self {
         let mut starts = Vec::with_capacity(chunks.len());
         let mut total = 0u64;
@@ -47,8 +57,9 @@ impl ChunkedReader {
             starts: starts.into(),
             total,
             pos: 0,
-            current: None,
-            inflight: VecDeque::new(),
+            recent: VecDeque::new(),
+            inflight: BTreeMap::new(),
+            jumped: false,
             readahead,
             fetch,
         }
@@ -82,35 +93,37 @@ impl ChunkedReader {
         })
     }
 
-    /// Makes sure chunks idx..=idx+readahead are current or in flight, in order.
-    fn schedule(&mut self, idx: usize) {
-        // drop fetches that are behind or far off the new position
-        while let Some((i, _)) = self.inflight.front() {
-            if *i < idx || *i > idx + self.readahead {
-                let (_, h) = self.inflight.pop_front().expect("non-empty");
-                h.abort();
-            } else {
-                break;
-            }
-        }
-        if self.inflight.front().is_some_and(|(i, _)| *i != idx) {
-            for (_, h) in self.inflight.drain(..) {
+    /// Makes sure chunk `idx` — and on sequential access the `readahead`
+    /// after it — is held or in flight; aborts fetches outside that window.
+    fn schedule(&mut self, idx: usize, sequential: bool) {
+        let last = if sequential { (idx + self.readahead).min(self.chunks.len() - 1) } else { idx };
+        self.inflight.retain(|&i, h| {
+            let keep = i >= idx && i <= last.max(idx + self.readahead);
+            if !keep {
                 h.abort();
             }
+            keep
+        });
+        for i in idx..=last {
+            if !self.inflight.contains_key(&i) && !self.recent.iter().any(|(r, _)| *r == i) {
+                let h = self.spawn_fetch(i);
+                self.inflight.insert(i, h);
+            }
         }
-        let mut next = self.inflight.back().map(|(i, _)| i + 1).unwrap_or(idx);
-        let last = (idx + self.readahead).min(self.chunks.len() - 1);
-        while next <= last {
-            let h = self.spawn_fetch(next);
-            self.inflight.push_back((next, h));
-            next += 1;
-        }
+    }
+
+    fn serve(&mut self, idx: usize, buf: &mut ReadBuf<'_>) -> bool {
+        let Some((_, data)) = self.recent.iter().find(|(i, _)| *i == idx) else { return false };
+        let off = (self.pos - self.starts[idx]) as usize;
+        let n = fill_from(buf, &data[off..]);
+        self.pos += n as u64;
+        true
     }
 }
 
 impl Drop for ChunkedReader {
     fn drop(&mut self) {
-        for (_, h) in self.inflight.drain(..) {
+        for (_, h) in std::mem::take(&mut self.inflight) {
             h.abort();
         }
     }
@@ -122,33 +135,46 @@ impl AsyncRead for ChunkedReader {
             return Poll::Ready(Ok(()));
         }
         let idx = self.chunk_at(self.pos);
-        if let Some((cur, data)) = &self.current {
-            if *cur == idx {
-                let off = (self.pos - self.starts[idx]) as usize;
-                let n = fill_from(buf, &data[off..]);
-                self.pos += n as u64;
-                return Poll::Ready(Ok(()));
+        let sequential = !std::mem::take(&mut self.jumped);
+        if self.serve(idx, buf) {
+            if sequential {
+                // keep the window ahead full
+                self.schedule_ahead(idx);
             }
+            return Poll::Ready(Ok(()));
         }
-        self.schedule(idx);
-        let (i, handle) = self.inflight.front_mut().expect("scheduled");
-        debug_assert_eq!(*i, idx);
+        self.schedule(idx, sequential);
+        let handle = self.inflight.get_mut(&idx).expect("scheduled");
         let data = match handle.poll_unpin(cx) {
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                // polled again later: still the same read
+                self.jumped = !sequential;
+                return Poll::Pending;
+            }
             Poll::Ready(Err(e)) => Err(io::Error::other(format!("chunk fetch task failed: {e}"))),
             Poll::Ready(Ok(r)) => r,
         };
-        self.inflight.pop_front();
+        self.inflight.remove(&idx);
         let data = data?;
-        let off = (self.pos - self.starts[idx]) as usize;
-        let n = fill_from(buf, &data[off..]);
-        self.pos += n as u64;
-        self.current = Some((idx, data));
-        // keep the read-ahead window full
-        if idx + 1 < self.chunks.len() {
-            self.schedule(idx + 1);
+        self.recent.push_back((idx, data));
+        if self.recent.len() > KEEP {
+            self.recent.pop_front();
         }
+        self.serve(idx, buf);
         Poll::Ready(Ok(()))
+    }
+}
+
+impl ChunkedReader {
+    /// Tops up the readahead after chunk `idx` without touching other fetches.
+    fn schedule_ahead(&mut self, idx: usize) {
+        let last = (idx + self.readahead).min(self.chunks.len() - 1);
+        for i in idx + 1..=last {
+            if !self.inflight.contains_key(&i) && !self.recent.iter().any(|(r, _)| *r == i) {
+                let h = self.spawn_fetch(i);
+                self.inflight.insert(i, h);
+            }
+        }
     }
 }
 
@@ -159,8 +185,12 @@ impl AsyncSeek for ChunkedReader {
             SeekFrom::End(d) => self.total.checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        self.pos =
+        let new =
             new.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the blob"))?;
+        if new != self.pos {
+            self.jumped = true;
+            self.pos = new;
+        }
         Ok(())
     }
 

@@ -18,7 +18,7 @@ use crate::proto::{BlobChunk, ReadBlobRequest, StatBlobRequest};
 pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 /// Size of the pieces a Put stream is sent in.
 const PUT_PIECE: usize = 256 * 1024;
-const READAHEAD: usize = 8;
+const READAHEAD: usize = 32;
 
 #[derive(Clone)]
 pub struct GrpcBlobService {

@@ -1,0 +1,546 @@
+//! The FUSE file system: answers the kernel's requests from path infos,
+//! directories and blobs. Read-only; nothing here writes anywhere.
+//!
+//! FUSE worker threads call in synchronously; each call runs its async work
+//! on the tokio runtime with `block_on`, so `--threads` requests proceed at
+//! once. Content is immutable, so attributes, entries and page cache are
+//! kept by the kernel for a long time.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::SeekFrom;
+use std::num::NonZeroUsize;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyXattr, Request,
+};
+use futures::TryStreamExt;
+use nix_compat::store_path::StorePath;
+use snix_castore::blobservice::{BlobReader, BlobService};
+use snix_castore::directoryservice::DirectoryService;
+use snix_castore::{B3Digest, Directory, Node};
+use snix_store::pathinfoservice::PathInfoService;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::runtime::Handle;
+
+use crate::inodes::{ino_for, Inode, InodeTable, ROOT};
+
+/// How long the kernel may keep entries and attributes: content never
+/// changes under a name.
+const TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a store path that is not there stays "not there" (kernel and
+/// our own cache), so a storm of misses does not hammer the daemon yet new
+/// paths appear promptly.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+const NEGATIVE_CACHE_MAX: usize = 65_536;
+/// Directories kept in memory.
+const DIRECTORY_CACHE: usize = 50_000;
+/// Nix's fixed store mtime.
+const MTIME: Duration = Duration::from_secs(1);
+/// The extended attribute exposing castore digests (`--show-xattr`).
+pub const XATTR_DIGEST: &str = "user.snix.castore.digest";
+
+pub struct Options {
+    pub list_root: bool,
+    pub show_xattr: bool,
+}
+
+pub struct SnixFs {
+    rt: Handle,
+    blobs: Arc<dyn BlobService>,
+    dirs: Arc<dyn DirectoryService>,
+    infos: Arc<dyn PathInfoService>,
+    opts: Options,
+    inodes: InodeTable,
+    directories: Mutex<lru::LruCache<B3Digest, Arc<Directory>>>,
+    misses: Mutex<HashMap<Vec<u8>, Instant>>,
+    next_fh: AtomicU64,
+    files: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<OpenFile>>>>,
+    root_listings: Mutex<HashMap<u64, Arc<Vec<(Vec<u8>, Node)>>>>,
+}
+
+struct OpenFile {
+    reader: Box<dyn BlobReader>,
+    pos: u64,
+}
+
+/// Any failure to produce the bytes of an entry that exists — content
+/// missing or corrupt, daemon unreachable — is an I/O error on that file.
+fn errno_of(_e: &std::io::Error) -> Errno {
+    Errno::EIO
+}
+
+impl SnixFs {
+    pub fn new(
+        rt: Handle,
+        blobs: Arc<dyn BlobService>,
+        dirs: Arc<dyn DirectoryService>,
+        infos: Arc<dyn PathInfoService>,
+        opts: Options,
+    ) -> Self {
+        SnixFs {
+            rt,
+            blobs,
+            dirs,
+            infos,
+            opts,
+            inodes: InodeTable::new(),
+            directories: Mutex::new(lru::LruCache::new(NonZeroUsize::new(DIRECTORY_CACHE).expect("non-zero"))),
+            misses: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            files: Mutex::new(HashMap::new()),
+            root_listings: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Inodes currently held (tests, memory checks).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
+    }
+
+    fn attr(ino: u64, inode: &Inode) -> FileAttr {
+        let (kind, perm, size, nlink) = match inode {
+            Inode::Root => (FileType::Directory, 0o555, 0, 2),
+            Inode::Node(Node::Directory { .. }) => (FileType::Directory, 0o555, 0, 2),
+            Inode::Node(Node::File { size, executable, .. }) => {
+                (FileType::RegularFile, if *executable { 0o555 } else { 0o444 }, *size, 1)
+            }
+            Inode::Node(Node::Symlink { target }) => (FileType::Symlink, 0o777, target.len() as u64, 1),
+        };
+        let t = SystemTime::UNIX_EPOCH + MTIME;
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: t,
+            mtime: t,
+            ctime: t,
+            crtime: t,
+            kind,
+            perm,
+            nlink,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    /// `attr` with the directory's real link count (2 + subdirectories).
+    fn attr_of(&self, ino: u64, inode: &Inode) -> Result<FileAttr, Errno> {
+        let mut a = Self::attr(ino, inode);
+        if let Inode::Node(Node::Directory { digest, .. }) = inode {
+            let dir = self.directory(digest)?;
+            a.nlink = 2 + dir.nodes().filter(|(_, n)| matches!(n, Node::Directory { .. })).count() as u32;
+        }
+        Ok(a)
+    }
+
+    /// A directory by digest: from the cache, else fetched alone.
+    fn directory(&self, digest: &B3Digest) -> Result<Arc<Directory>, Errno> {
+        if let Some(d) = self.directories.lock().expect("cache lock").get(digest) {
+            return Ok(d.clone());
+        }
+        let fetched = self.rt.block_on(self.dirs.get(digest)).map_err(|e| {
+            tracing::error!(%digest, error = %e, "fetching directory failed");
+            Errno::EIO
+        })?;
+        let Some(dir) = fetched else {
+            tracing::error!(%digest, "directory is missing from the castore");
+            return Err(Errno::EIO);
+        };
+        let dir = Arc::new(dir);
+        self.directories.lock().expect("cache lock").put(*digest, dir.clone());
+        Ok(dir)
+    }
+
+    /// A store path's whole tree in one recursive request, into the cache.
+    fn prefetch_tree(&self, node: &Node) {
+        let Node::Directory { digest, .. } = node else { return };
+        if self.directories.lock().expect("cache lock").contains(digest) {
+            return;
+        }
+        let fetched: Result<Vec<Directory>, _> = self.rt.block_on(self.dirs.get_recursive(digest).try_collect());
+        match fetched {
+            Ok(tree) => {
+                let mut cache = self.directories.lock().expect("cache lock");
+                // the root last, so it is the most recently used
+                for d in tree.into_iter().rev() {
+                    cache.put(d.digest(), Arc::new(d));
+                }
+            }
+            Err(e) => tracing::warn!(%digest, error = %e, "recursive directory fetch failed; fetching lazily"),
+        }
+    }
+
+    /// A root entry: the store path `name`, if registered.
+    fn lookup_store_path(&self, name: &[u8]) -> Result<Option<Node>, Errno> {
+        let Ok(path) = StorePath::from_basename(name) else { return Ok(None) };
+        {
+            let mut misses = self.misses.lock().expect("miss cache lock");
+            if let Some(t) = misses.get(name) {
+                if t.elapsed() < NEGATIVE_TTL {
+                    return Ok(None);
+                }
+                misses.remove(name);
+            }
+        }
+        let info = self.rt.block_on(snix_store::pathinfoservice::get_path(&*self.infos, &path)).map_err(|e| {
+            tracing::error!(path = %path, error = %e, "path info lookup failed");
+            Errno::EIO
+        })?;
+        match info {
+            Some(info) => Ok(Some(info.node)),
+            None => {
+                let mut misses = self.misses.lock().expect("miss cache lock");
+                if misses.len() >= NEGATIVE_CACHE_MAX {
+                    misses.retain(|_, t| t.elapsed() < NEGATIVE_TTL);
+                    if misses.len() >= NEGATIVE_CACHE_MAX {
+                        misses.clear();
+                    }
+                }
+                misses.insert(name.to_vec(), Instant::now());
+                Ok(None)
+            }
+        }
+    }
+
+    /// The child `name` of directory inode `parent`, and its inode number.
+    fn child(&self, parent: u64, name: &[u8]) -> Result<Option<(u64, Node)>, Errno> {
+        let (inode, _) = self.inodes.get(parent).ok_or(Errno::ESTALE)?;
+        let node = match inode {
+            Inode::Root => {
+                let Some(node) = self.lookup_store_path(name)? else { return Ok(None) };
+                self.prefetch_tree(&node);
+                node
+            }
+            Inode::Node(Node::Directory { digest, .. }) => {
+                let dir = self.directory(&digest)?;
+                let found = dir.get(name).cloned();
+                match found {
+                    Some(n) => n,
+                    None => return Ok(None),
+                }
+            }
+            Inode::Node(_) => return Err(Errno::ENOTDIR),
+        };
+        Ok(Some((ino_for(parent, name, &node), node)))
+    }
+
+    /// Hands `ino` to the kernel (one more lookup reference).
+    fn remember(&self, ino: u64, parent: u64, node: &Node) -> Result<FileAttr, Errno> {
+        self.inodes.remember(ino, parent, node).map_err(|e| {
+            tracing::error!("{e}");
+            Errno::EIO
+        })?;
+        self.attr_of(ino, &Inode::Node(node.clone()))
+    }
+
+    /// Directory entries of `ino` from `offset` on: (next offset, ino, kind, name, node).
+    #[allow(clippy::type_complexity)]
+    fn entries(&self, ino: u64, fh: u64, offset: u64) -> Result<Vec<(u64, u64, Option<Node>, Vec<u8>)>, Errno> {
+        let (inode, parent) = self.inodes.get(ino).ok_or(Errno::ESTALE)?;
+        let children: Vec<(Vec<u8>, Node)> = match inode {
+            Inode::Root => {
+                let listing = self.root_listings.lock().expect("listing lock").get(&fh).cloned();
+                let Some(listing) = listing else { return Err(Errno::EPERM) };
+                listing.iter().skip(offset.saturating_sub(2) as usize).cloned().collect()
+            }
+            Inode::Node(Node::Directory { digest, .. }) => {
+                let dir = self.directory(&digest)?;
+                dir.nodes().skip(offset.saturating_sub(2) as usize).map(|(n, c)| (n.to_vec(), c.clone())).collect()
+            }
+            Inode::Node(_) => return Err(Errno::ENOTDIR),
+        };
+        let mut out = Vec::new();
+        if offset == 0 {
+            out.push((1, ino, None, b".".to_vec()));
+        }
+        if offset <= 1 {
+            out.push((2, parent, None, b"..".to_vec()));
+        }
+        let first = offset.max(2);
+        for (i, (name, node)) in children.into_iter().enumerate() {
+            out.push((first + i as u64 + 1, ino_for(ino, &name, &node), Some(node), name));
+        }
+        Ok(out)
+    }
+
+    fn kind(node: &Option<Node>) -> FileType {
+        match node {
+            None | Some(Node::Directory { .. }) => FileType::Directory,
+            Some(Node::File { .. }) => FileType::RegularFile,
+            Some(Node::Symlink { .. }) => FileType::Symlink,
+        }
+    }
+
+    fn xattr_value(&self, ino: u64) -> Result<Option<Vec<u8>>, Errno> {
+        let (inode, _) = self.inodes.get(ino).ok_or(Errno::ESTALE)?;
+        Ok(match inode {
+            Inode::Node(Node::Directory { digest, .. }) | Inode::Node(Node::File { digest, .. }) => {
+                Some(digest.to_string().into_bytes())
+            }
+            _ => None,
+        })
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if (size as usize) < value.len() {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}
+
+impl Filesystem for SnixFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_PARALLEL_DIROPS;
+        let _ = config.add_capabilities(wanted & config.capabilities());
+        // let the kernel read ahead as far as it will, and keep many reads in flight
+        let _ = config.set_max_readahead(u32::MAX).or_else(|max| config.set_max_readahead(max));
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let parent = parent.0;
+        match self.child(parent, name.as_bytes()) {
+            Ok(Some((ino, node))) => match self.remember(ino, parent, &node) {
+                Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+                Err(e) => reply.error(e),
+            },
+            Ok(None) if parent == ROOT => {
+                // a negative entry (inode 0): the kernel itself remembers the miss briefly
+                let mut attr = Self::attr(0, &Inode::Root);
+                attr.ino = INodeNo(0);
+                reply.entry(&NEGATIVE_TTL, &attr, Generation(0))
+            }
+            Ok(None) => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.inodes.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.inodes.get(ino.0).ok_or(Errno::ESTALE).and_then(|(i, _)| self.attr_of(ino.0, &i)) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.inodes.get(ino.0) {
+            Some((Inode::Node(Node::Symlink { target }), _)) => reply.data(&target),
+            Some(_) => reply.error(Errno::EINVAL),
+            None => reply.error(Errno::ESTALE),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        let digest = match self.inodes.get(ino.0) {
+            Some((Inode::Node(Node::File { digest, .. }), _)) => digest,
+            Some((Inode::Node(Node::Directory { .. }), _)) | Some((Inode::Root, _)) => return reply.error(Errno::EISDIR),
+            Some(_) => return reply.error(Errno::EINVAL),
+            None => return reply.error(Errno::ESTALE),
+        };
+        let reader = match self.rt.block_on(self.blobs.open_read(&digest)) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                tracing::error!(%digest, "blob is missing from the castore");
+                return reply.error(Errno::EIO);
+            }
+            Err(e) => {
+                tracing::error!(%digest, error = %e, "opening blob failed");
+                return reply.error(errno_of(&e));
+            }
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.files
+            .lock()
+            .expect("files lock")
+            .insert(fh, Arc::new(tokio::sync::Mutex::new(OpenFile { reader, pos: 0 })));
+        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyData,
+    ) {
+        let Some(file) = self.files.lock().expect("files lock").get(&fh.0).cloned() else {
+            return reply.error(Errno::EBADF);
+        };
+        let res: std::io::Result<Vec<u8>> = self.rt.block_on(async {
+            let mut f = file.lock().await;
+            if f.pos != offset {
+                f.reader.seek(SeekFrom::Start(offset)).await?;
+                f.pos = offset;
+            }
+            let mut buf = vec![0u8; size as usize];
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = f.reader.read(&mut buf[filled..]).await?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            f.pos += filled as u64;
+            buf.truncate(filled);
+            Ok(buf)
+        });
+        match res {
+            Ok(data) => reply.data(&data),
+            Err(e) => {
+                tracing::error!(ino = ino.0, error = %e, "reading failed");
+                reply.error(errno_of(&e))
+            }
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.files.lock().expect("files lock").remove(&fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if ino.0 != ROOT {
+            return reply.opened(FileHandle(0), FopenFlags::empty());
+        }
+        if !self.opts.list_root {
+            tracing::info!("refusing to list the mount's root: start snix-mount with --list-root to allow it");
+            return reply.error(Errno::EPERM);
+        }
+        // a snapshot per open: offsets stay valid while paths are added
+        let listing: Result<Vec<(Vec<u8>, Node)>, _> = self.rt.block_on(async {
+            self.infos
+                .list()
+                .map_ok(|info| (info.store_path.basename().into_bytes(), info.node))
+                .try_collect()
+                .await
+        });
+        match listing {
+            Ok(listing) => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                self.root_listings.lock().expect("listing lock").insert(fh, Arc::new(listing));
+                reply.opened(FileHandle(fh), FopenFlags::empty())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "listing path infos failed");
+                reply.error(Errno::EIO)
+            }
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.entries(ino.0, fh.0, offset) {
+            Ok(entries) => {
+                for (next, child_ino, node, name) in entries {
+                    if reply.add(INodeNo(child_ino), next, Self::kind(&node), OsStr::from_bytes(&name)) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let entries = match self.entries(ino.0, fh.0, offset) {
+            Ok(e) => e,
+            Err(e) => return reply.error(e),
+        };
+        for (next, child_ino, node, name) in entries {
+            let attr = match &node {
+                // "." and "..": attributes only, no lookup reference is taken
+                None => match self.inodes.get(child_ino) {
+                    Some((i, _)) => Self::attr(child_ino, &i),
+                    None => Self::attr(child_ino, &Inode::Root),
+                },
+                Some(n) => match self.attr_of(child_ino, &Inode::Node(n.clone())) {
+                    Ok(a) => a,
+                    Err(e) => return reply.error(e),
+                },
+            };
+            if reply.add(INodeNo(child_ino), next, OsStr::from_bytes(&name), &TTL, &attr, Generation(0)) {
+                break;
+            }
+            if let Some(n) = &node {
+                // the kernel now holds a reference, as after a lookup
+                if let Err(e) = self.inodes.remember(child_ino, ino.0, n) {
+                    tracing::error!("{e}");
+                }
+            }
+        }
+        reply.ok()
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.root_listings.lock().expect("listing lock").remove(&fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if !self.opts.show_xattr {
+            return reply.error(Errno::ENOSYS);
+        }
+        if name.as_bytes() != XATTR_DIGEST.as_bytes() {
+            return reply.error(Errno::NO_XATTR);
+        }
+        match self.xattr_value(ino.0) {
+            Ok(Some(v)) => reply_xattr(reply, size, &v),
+            Ok(None) => reply.error(Errno::NO_XATTR),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if !self.opts.show_xattr {
+            return reply.error(Errno::ENOSYS);
+        }
+        match self.xattr_value(ino.0) {
+            Ok(Some(_)) => reply_xattr(reply, size, format!("{XATTR_DIGEST}\0").as_bytes()),
+            Ok(None) => reply_xattr(reply, size, b""),
+            Err(e) => reply.error(e),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! `snix-mount` as a user runs it: a real FUSE mount (root, /dev/fuse) of a
+//! `snix-store daemon` filled from real Nix store paths, judged against the
+//! originals by `diff -r`, file metadata and `nix-store --dump`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use integration_tests::corpus;
+use integration_tests::judge::{build_closure, nix_available, nix_stdout, path_str};
+use integration_tests::stack::{bin, is_mounted, Mount, StoreDaemon};
+
+fn basename(p: &str) -> &str {
+    p.rsplit('/').next().unwrap()
+}
+
+/// (type, permission bits, size for files, target for symlinks) of every
+/// entry under `root`, by relative path.
+fn tree(root: &Path) -> BTreeMap<PathBuf, (char, u32, u64, PathBuf)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let p = if rel.as_os_str().is_empty() { root.to_path_buf() } else { root.join(&rel) };
+        let m = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let mode = m.permissions().mode() & 0o7777;
+        let entry = if m.file_type().is_symlink() {
+            ('l', mode, 0, std::fs::read_link(&p).unwrap())
+        } else if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(rel.join(e.unwrap().file_name()));
+            }
+            ('d', mode, 0, PathBuf::new())
+        } else {
+            ('f', mode, m.len(), PathBuf::new())
+        };
+        out.insert(rel, entry);
+    }
+    out
+}
+
+fn sha256_of_dump(p: &Path) -> String {
+    let out = Command::new("nix-store").arg("--dump").arg(p).output().unwrap();
+    assert!(out.status.success(), "nix-store --dump {}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+    format!("{:x?}", nix_compat::hash::sha256(&out.stdout))
+}
+
+/// Imports the corpus (no Nix needed) and returns the store paths.
+fn import_corpus(daemon: &StoreDaemon) -> Vec<String> {
+    let mut args = vec!["import"];
+    args.extend(corpus::shared().iter().map(|p| path_str(p)));
+    daemon.snix_store(&args).lines().map(str::to_string).collect()
+}
+
+fn corpus_path<'a>(paths: &'a [String], name: &str) -> &'a str {
+    paths.iter().find(|p| p.ends_with(&format!("-{name}"))).unwrap()
+}
+
+#[test]
+fn mounted_paths_equal_the_originals() {
+    if !nix_available("mounted_paths_equal_the_originals") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // real store paths: the corpus added by Nix, and a built closure
+    let mut paths: Vec<String> = corpus::shared().iter().map(|e| nix_stdout(&["nix-store", "--add", path_str(e)])).collect();
+    let (top, dep) = build_closure(tmp.path());
+    paths.push(top.clone());
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let mut copy = vec!["copy", top.as_str()];
+    copy.extend(paths.iter().map(String::as_str));
+    daemon.snix_store(&copy);
+    paths.push(dep);
+
+    let mount = Mount::start(&daemon, &tmp.path().join("mnt"), &[]);
+    for p in &paths {
+        let mounted = mount.dir.join(basename(p));
+        let diff = Command::new("diff").args(["-r", "--no-dereference"]).arg(p).arg(&mounted).output().unwrap();
+        assert!(diff.status.success(), "diff -r {p}: {}", String::from_utf8_lossy(&diff.stdout));
+        assert_eq!(tree(Path::new(p)), tree(&mounted), "metadata of {p}");
+        assert_eq!(sha256_of_dump(Path::new(p)), sha256_of_dump(&mounted), "nix-store --dump of {p}");
+    }
+    // uid/gid 0, Nix's mtime, st_blocks from the size
+    let big = mount.dir.join(basename(corpus_path(&paths, "big-file")));
+    let m = std::fs::metadata(&big).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mtime()), (0, 0, 1));
+    assert_eq!(m.blocks(), m.len().div_ceil(512));
+    // a directory's link count is 2 + its subdirectories
+    let mixed = mount.dir.join(basename(corpus_path(&paths, "mixed-tree")));
+    assert_eq!(std::fs::metadata(&mixed).unwrap().nlink(), 2 + 2);
+    // read-only
+    let e = std::fs::write(mixed.join("new"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+
+    let status = mount.stop();
+    assert!(status.success(), "snix-mount exit: {status}");
+    assert!(!is_mounted(&tmp.path().join("mnt").canonicalize().unwrap()));
+}
+
+#[test]
+fn root_lookups_and_listing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let paths = import_corpus(&daemon);
+
+    let plain = Mount::start(&daemon, &tmp.path().join("plain"), &[]);
+    let e = std::fs::read_dir(&plain.dir).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+    assert!(std::fs::read_to_string(&plain.log).unwrap().contains("--list-root"), "the refusal is logged with the fix");
+    // unknown, invalid, and a right hash with the wrong name
+    for name in [
+        "00000000000000000000000000000000-nothing".to_string(),
+        "not-a-store-path".to_string(),
+        format!("{}-other-name", &basename(&paths[0])[..32]),
+    ] {
+        let e = std::fs::metadata(plain.dir.join(&name)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{name}: {e}");
+    }
+    // a path registered after a miss shows up promptly
+    let fresh = tmp.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    std::fs::write(fresh.join("f"), b"late").unwrap();
+    let (nar_hash, _) = nix_compat::nar::writer::nar_hash_path(&fresh).unwrap();
+    let expected = nix_compat::store_path::make_source_path("fresh", &nar_hash.sha256_digest().unwrap(), [], false).unwrap();
+    let e = std::fs::metadata(plain.dir.join(expected.basename())).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "not there yet: {e}");
+    let late = daemon.snix_store(&["import", path_str(&fresh)]).trim().to_string();
+    assert_eq!(late, expected.to_string());
+    let start = Instant::now();
+    loop {
+        if std::fs::read(plain.dir.join(basename(&late)).join("f")).ok().as_deref() == Some(&b"late"[..]) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "a new path did not appear within 5 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let listing = Mount::start(&daemon, &tmp.path().join("listing"), &["--list-root"]);
+    let mut names: Vec<String> =
+        std::fs::read_dir(&listing.dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    let mut want: Vec<String> = paths.iter().chain([&late]).map(|p| basename(p).to_string()).collect();
+    want.sort();
+    want.dedup();
+    assert_eq!(names, want);
+}
+
+#[test]
+fn sixteen_threads_read_the_same_and_different_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let paths = import_corpus(&daemon);
+    let mount = Mount::start(&daemon, &tmp.path().join("mnt"), &["--threads", "8"]);
+    let big_orig = corpus::shared().iter().find(|p| p.ends_with("big-file")).unwrap().clone();
+    let big = mount.dir.join(basename(corpus_path(&paths, "big-file")));
+    let many = mount.dir.join(basename(corpus_path(&paths, "many-files")));
+    let many_orig = corpus::shared().iter().find(|p| p.ends_with("many-files")).unwrap().clone();
+    let expected = std::fs::read(&big_orig).unwrap();
+
+    std::thread::scope(|s| {
+        for t in 0..16u64 {
+            let (big, many, many_orig, expected) = (&big, &many, &many_orig, &expected);
+            s.spawn(move || match t % 4 {
+                // the same big file, whole
+                0 => assert!(std::fs::read(big).unwrap() == *expected, "thread {t}: big file differs"),
+                // the same big file, random reads
+                1 | 2 => {
+                    let mut f = std::fs::File::open(big).unwrap();
+                    let mut x = t * 7919;
+                    for _ in 0..200 {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let off = (x >> 11) % (expected.len() as u64 - 4096);
+                        let mut buf = [0u8; 4096];
+                        f.seek(SeekFrom::Start(off)).unwrap();
+                        f.read_exact(&mut buf).unwrap();
+                        assert!(buf[..] == expected[off as usize..off as usize + 4096], "thread {t} at {off}");
+                    }
+                }
+                // different small files
+                _ => {
+                    for i in (t as usize..10_000).step_by(16 * 4) {
+                        let rel = format!("{:02}/f{i}", i % 100);
+                        assert_eq!(
+                            std::fs::read(many.join(&rel)).unwrap(),
+                            std::fs::read(many_orig.join(&rel)).unwrap(),
+                            "thread {t}: {rel}"
+                        );
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_missing_blob_fails_that_file_only_and_xattrs_show_digests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let src = tmp.path().join("victim");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("lost"), corpus::pseudo_random(99, 10_000)).unwrap();
+    std::fs::write(src.join("kept"), b"still here").unwrap();
+    let victim = daemon.snix_store(&["import", path_str(&src)]).trim().to_string();
+    let paths = import_corpus(&daemon);
+
+    let mount = Mount::start(&daemon, &tmp.path().join("mnt"), &["--show-xattr"]);
+    let lost = mount.dir.join(basename(&victim)).join("lost");
+    let out = Command::new("getfattr").args(["--only-values", "-n", "user.snix.castore.digest"]).arg(&lost).output();
+    let digest = match out {
+        Ok(o) if o.status.success() => String::from_utf8(o.stdout).unwrap(),
+        // getfattr (package attr) missing: read the attribute directly
+        _ => {
+            let c = std::ffi::CString::new(lost.to_str().unwrap()).unwrap();
+            let name = c"user.snix.castore.digest";
+            let mut buf = vec![0u8; 256];
+            let n = unsafe { libc::getxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+            assert!(n > 0, "getxattr: {}", std::io::Error::last_os_error());
+            String::from_utf8(buf[..n as usize].to_vec()).unwrap()
+        }
+    };
+    let digest: snix_castore::B3Digest = digest.trim().parse().expect("a castore digest");
+    assert_eq!(digest, snix_castore::B3Digest::of(&corpus::pseudo_random(99, 10_000)));
+
+    // remove the blob from the castore behind the daemon's back
+    let hex = digest.to_hex();
+    let chunk = daemon.blob_dir().join("chunks").join(&hex[..2]).join(&hex);
+    std::fs::remove_file(&chunk).unwrap_or_else(|e| panic!("{}: {e}", chunk.display()));
+
+    let e = std::fs::read(&lost).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    // everything else is still served
+    assert_eq!(std::fs::read(mount.dir.join(basename(&victim)).join("kept")).unwrap(), b"still here");
+    let seven = mount.dir.join(basename(corpus_path(&paths, "seven-bytes")));
+    assert_eq!(std::fs::read(seven).unwrap(), b"1234567");
+}
+
+#[test]
+fn works_as_an_overlayfs_lower_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let paths = import_corpus(&daemon);
+    let mount = Mount::start(&daemon, &tmp.path().join("lower"), &[]);
+    let (upper, work, merged) = (tmp.path().join("upper"), tmp.path().join("work"), tmp.path().join("merged"));
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let opts = format!("lowerdir={},upperdir={},workdir={}", mount.dir.display(), upper.display(), work.display());
+    let st = Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(&merged).status().unwrap();
+    assert!(st.success(), "mount -t overlay failed");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(merged.clone());
+
+    let mixed = basename(corpus_path(&paths, "mixed-tree"));
+    let orig = corpus::shared().iter().find(|p| p.ends_with("mixed-tree")).unwrap();
+    let diff = Command::new("diff").args(["-r", "--no-dereference"]).arg(orig).arg(merged.join(mixed)).output().unwrap();
+    assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stdout));
+    // writes land in the upper layer; the lower one is untouched
+    std::fs::write(merged.join("new-file"), b"upper").unwrap();
+    assert_eq!(std::fs::read(upper.join("new-file")).unwrap(), b"upper");
+    let readme = merged.join(mixed).join("share/doc/README");
+    std::fs::set_permissions(&readme, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&readme, b"changed").unwrap();
+    assert_eq!(std::fs::read(upper.join(mixed).join("share/doc/README")).unwrap(), b"changed");
+    assert_eq!(std::fs::read(mount.dir.join(mixed).join("share/doc/README")).unwrap(), b"docs\n");
+}
+
+#[test]
+fn sigterm_unmounts_and_a_stale_mount_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let dir = tmp.path().join("mnt");
+    let m = Mount::start(&daemon, &dir, &[]);
+    let canon = m.dir.clone();
+    assert!(m.stop().success());
+    assert!(!is_mounted(&canon));
+
+    let stale = Mount::start(&daemon, &dir, &[]).kill9();
+    let out = daemon.client(&bin("snix-mount")).arg(&stale).output().unwrap();
+    let _ = Command::new("umount").arg("-l").arg(&stale).status();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stale FUSE mount") && err.contains("umount -l"), "{err}");
+    // after clearing it, mounting works again
+    let again = Mount::start(&daemon, &dir, &[]);
+    assert!(again.stop().success());
+}

@@ -1,0 +1,166 @@
+//! Our binaries as separate processes, the way a user or systemd runs them:
+//! a store daemon on a unix socket and FUSE mounts of it. Each stops on
+//! drop, so a failing test leaves no daemon or mount behind.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A workspace binary, built next to the running test binary
+/// (`cargo test --workspace` builds them all).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let p = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").join(name);
+    assert!(p.exists(), "{} is not built: run the tests with `cargo test --workspace`", p.display());
+    p
+}
+
+fn wait_for(what: &str, child: &mut Child, log: &Path, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited ({status}): {}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{what} not ready after 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn terminate(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// `snix-store daemon` with its embedded backends under `state`, listening
+/// on `state/store.sock`.
+pub struct StoreDaemon {
+    child: Child,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl StoreDaemon {
+    pub fn start(state: &Path) -> StoreDaemon {
+        std::fs::create_dir_all(state).unwrap();
+        let socket = state.join("store.sock");
+        let log = state.join("store-daemon.log");
+        let mut child = Command::new(bin("snix-store"))
+            .args(["daemon", "-l", socket.to_str().unwrap()])
+            .env("STATE_DIRECTORY", state)
+            .env("RUNTIME_DIRECTORY", state)
+            .env_remove("BLOB_SERVICE_ADDR")
+            .env_remove("DIRECTORY_SERVICE_ADDR")
+            .env_remove("PATH_INFO_SERVICE_ADDR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("starting snix-store daemon");
+        wait_for("snix-store daemon", &mut child, &log, || std::os::unix::net::UnixStream::connect(&socket).is_ok());
+        StoreDaemon { child, state: state.to_path_buf(), socket }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("grpc+unix://{}", self.socket.display())
+    }
+
+    /// `program` with the three service addresses pointing at this daemon.
+    pub fn client(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
+        let a = self.addr();
+        c.env("BLOB_SERVICE_ADDR", &a).env("DIRECTORY_SERVICE_ADDR", &a).env("PATH_INFO_SERVICE_ADDR", &a);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `snix-store ARGS` against this daemon; panics on failure.
+    pub fn snix_store(&self, args: &[&str]) -> String {
+        let out = self.client(&bin("snix-store")).args(args).output().unwrap();
+        assert!(out.status.success(), "snix-store {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Where the embedded blob store keeps its files.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.state.join("castore").join("blobs")
+    }
+}
+
+impl Drop for StoreDaemon {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// Whether `dir` is a mount point now.
+pub fn is_mounted(dir: &Path) -> bool {
+    let dir = dir.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(dir))
+}
+
+/// `snix-mount DIR ARGS…` against a store daemon.
+pub struct Mount {
+    child: Child,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Mount {
+    pub fn start(daemon: &StoreDaemon, dir: &Path, args: &[&str]) -> Mount {
+        std::fs::create_dir_all(dir).unwrap();
+        let dir = dir.canonicalize().unwrap();
+        let log = dir.with_extension("log");
+        let mut child = daemon
+            .client(&bin("snix-mount"))
+            .arg(&dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("starting snix-mount");
+        wait_for("snix-mount", &mut child, &log, || is_mounted(&dir));
+        Mount { child, dir, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then waits: the mount must be gone and the process ended.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        terminate(&mut self.child);
+        self.child.wait().unwrap()
+    }
+
+    /// SIGKILL: leaves a dead ("stale") mount behind.
+    pub fn kill9(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = self.dir.clone();
+        std::mem::forget(self);
+        dir
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
