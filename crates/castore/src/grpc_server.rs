@@ -16,7 +16,7 @@ use crate::proto::{self, get_directory_request::ByWhat};
 
 /// Size of the messages a blob is streamed in (64–256 KiB keeps gRPC framing
 /// overhead small and every message far under the 4 MiB limit).
-pub const READ_MESSAGE: usize = 256 * 1024;
+pub const READ_MESSAGE: usize = 1024 * 1024;
 
 fn digest_arg(b: &bytes::Bytes) -> Result<B3Digest, Status> {
     B3Digest::try_from(b).map_err(|e| Status::invalid_argument(format!("invalid digest: {e}")))
@@ -241,5 +241,5 @@ pub fn castore_router(
     blobs: Arc<dyn BlobService>,
     dirs: Arc<dyn DirectoryService>,
 ) -> tonic::transport::server::Router {
-    tonic::transport::Server::builder().add_service(blob_server(blobs)).add_service(directory_server(dirs))
+    crate::channel::server_builder().add_service(blob_server(blobs)).add_service(directory_server(dirs))
 }

@@ -401,17 +401,12 @@ impl Filesystem for SnixFs {
                 f.reader.seek(SeekFrom::Start(offset)).await?;
                 f.pos = offset;
             }
-            let mut buf = vec![0u8; size as usize];
-            let mut filled = 0;
-            while filled < buf.len() {
-                let n = f.reader.read(&mut buf[filled..]).await?;
-                if n == 0 {
-                    break;
-                }
-                filled += n;
-            }
+            // fill spare capacity directly (no zeroing of the buffer first)
+            let mut buf = Vec::with_capacity(size as usize);
+            let mut limited = (&mut f.reader).take(size as u64);
+            while limited.read_buf(&mut buf).await? != 0 {}
+            let filled = buf.len();
             f.pos += filled as u64;
-            buf.truncate(filled);
             Ok(buf)
         });
         match res {

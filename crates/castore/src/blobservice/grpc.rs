@@ -18,7 +18,7 @@ use crate::proto::{BlobChunk, ReadBlobRequest, StatBlobRequest};
 pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 /// Size of the pieces a Put stream is sent in.
 const PUT_PIECE: usize = 256 * 1024;
-const READAHEAD: usize = 32;
+const READAHEAD: usize = 8;
 
 #[derive(Clone)]
 pub struct GrpcBlobService {
@@ -87,18 +87,24 @@ impl GrpcBlobService {
             Err(s) => return Err(status_to_io(s)),
         };
         let mut hasher = blake3::Hasher::new();
-        let mut data = bytes::BytesMut::new();
+        // a chunk usually arrives as one message: keep it without copying
+        let mut parts: Vec<Bytes> = Vec::new();
         while let Some(msg) = stream.message().await.map_err(status_to_io)? {
             hasher.update(&msg.data);
-            data.extend_from_slice(&msg.data);
+            parts.push(msg.data);
         }
+        let data = match parts.len() {
+            0 => Bytes::new(),
+            1 => parts.pop().expect("one part"),
+            _ => parts.concat().into(),
+        };
         if B3Digest::from(hasher.finalize()) != digest {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("remote sent wrong data for blob {digest}"),
             ));
         }
-        Ok(Some(data.freeze()))
+        Ok(Some(data))
     }
 
     async fn stat(&self, digest: &B3Digest, send_chunks: bool) -> io::Result<Option<Vec<ChunkMeta>>> {

@@ -29,9 +29,9 @@ use futures::FutureExt;
 use super::{bytes_reader, BlobReader, BlobService, BlobWriter, ChannelWriter, ChunkFetcher, ChunkMeta, ChunkedReader};
 use crate::digest::B3Digest;
 
-pub const CHUNK_MIN: u32 = 16 * 1024;
-pub const CHUNK_AVG: u32 = 64 * 1024;
-pub const CHUNK_MAX: u32 = 256 * 1024;
+pub const CHUNK_MIN: u32 = 64 * 1024;
+pub const CHUNK_AVG: u32 = 256 * 1024;
+pub const CHUNK_MAX: u32 = 1024 * 1024;
 /// Buffered bytes that trigger chunking (all but the last chunk are cut).
 const CUT_TRIGGER: usize = 4 * CHUNK_MAX as usize;
 const ZSTD_LEVEL: i32 = 1;

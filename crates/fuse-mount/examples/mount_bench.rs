@@ -1,0 +1,176 @@
+//! FUSE mount benchmarks against the native file system, same run, same
+//! bytes (needs root and /dev/fuse):
+//!
+//!     cargo build --release -p snix-store -p snix-fuse-mount && \
+//!     cargo run --release -p snix-fuse-mount --example mount_bench -- [SCRATCH]
+//!
+//! SCRATCH (default /var/tmp) gets a 1 GiB file made of real binaries from
+//! /usr/lib and a synthetic tree of 60,000 entries; both are imported into a
+//! fresh `snix-store daemon` and mounted with `snix-mount`. Cold runs drop
+//! the page cache first (ours and the daemon's storage alike). Each metric:
+//! median of 3; ratio = native time / our time (>1: faster than native).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use integration_tests::stack::{Mount, StoreDaemon};
+
+const BIG: u64 = 1 << 30;
+const RANDOM_READS: usize = 2000;
+
+fn drop_caches() {
+    let _ = Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("dropping the page cache needs root");
+}
+
+fn median3(mut f: impl FnMut() -> Duration) -> Duration {
+    let mut v = [f(), f(), f()];
+    v.sort();
+    v[1]
+}
+
+fn read_all(p: &Path) -> Duration {
+    let t = Instant::now();
+    let mut f = std::fs::File::open(p).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).unwrap();
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+    }
+    assert_eq!(n, BIG);
+    t.elapsed()
+}
+
+fn random_reads(p: &Path) -> Duration {
+    let t = Instant::now();
+    let mut f = std::fs::File::open(p).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut x = 12345u64;
+    for _ in 0..RANDOM_READS {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        f.seek(SeekFrom::Start((x >> 11) % (BIG - 4096))).unwrap();
+        f.read_exact(&mut buf).unwrap();
+    }
+    t.elapsed()
+}
+
+fn find_ls(p: &Path) -> Duration {
+    let t = Instant::now();
+    let out = Command::new("find").arg(p).arg("-ls").output().unwrap();
+    assert!(out.status.success());
+    t.elapsed()
+}
+
+fn row(metric: &str, ours: Duration, native: Duration, goal: &str) {
+    println!(
+        "{metric:<34} {:>9.3}s {:>9.3}s {:>7.2}x   (goal {goal})",
+        ours.as_secs_f64(),
+        native.as_secs_f64(),
+        native.as_secs_f64() / ours.as_secs_f64()
+    );
+}
+
+/// 1 GiB of real binaries (cycled), so compression and dedup see real data.
+fn make_big_file(path: &Path) {
+    let mut sources: Vec<PathBuf> = std::fs::read_dir("/usr/lib/x86_64-linux-gnu")
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.symlink_metadata().map(|m| m.is_file() && m.len() > 4096).unwrap_or(false))
+        .collect();
+    sources.sort();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut left = BIG;
+    let mut round = 0u8;
+    while left > 0 {
+        for s in &sources {
+            let mut data = std::fs::read(s).unwrap();
+            // later rounds differ, so the file does not dedup into one copy
+            for b in data.iter_mut().step_by(4096) {
+                *b ^= round;
+            }
+            let n = (data.len() as u64).min(left) as usize;
+            std::io::Write::write_all(&mut out, &data[..n]).unwrap();
+            left -= n as u64;
+            if left == 0 {
+                break;
+            }
+        }
+        round = round.wrapping_add(1);
+    }
+}
+
+fn make_tree(root: &Path) -> usize {
+    let mut n = 0;
+    for d in 0..600 {
+        let dir = root.join(format!("d{d:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        n += 1;
+        for f in 0..100 {
+            std::fs::write(dir.join(format!("f{f:03}")), format!("{d}/{f}\n")).unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+fn main() {
+    let scratch = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let tmp = tempfile::Builder::new().prefix("mount-bench").tempdir_in(&scratch).unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("big")).unwrap();
+    let big_native = data.join("big").join("file");
+    make_big_file(&big_native);
+    let entries = make_tree(&data.join("tree"));
+
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let big_path = daemon.snix_store(&["import", data.join("big").to_str().unwrap()]).trim().to_string();
+    let tree_path = daemon.snix_store(&["import", data.join("tree").to_str().unwrap()]).trim().to_string();
+    let mount = Mount::start(&daemon, &tmp.path().join("mnt"), &[]);
+    let base = |p: &str| mount.dir.join(p.rsplit('/').next().unwrap());
+    let big_ours = base(&big_path).join("file");
+    let tree_ours = base(&tree_path);
+
+    println!("1 GiB file of /usr/lib binaries; tree of {entries} entries; daemon over a unix socket");
+    println!("{:<34} {:>10} {:>10} {:>8}", "metric", "ours", "native", "ratio");
+    let cold_ours = median3(|| {
+        drop_caches();
+        read_all(&big_ours)
+    });
+    let cold_native = median3(|| {
+        drop_caches();
+        read_all(&big_native)
+    });
+    row("sequential read 1 GiB, cold", cold_ours, cold_native, "≥0.5x");
+    read_all(&big_ours);
+    read_all(&big_native);
+    row("sequential read 1 GiB, warm", median3(|| read_all(&big_ours)), median3(|| read_all(&big_native)), "≥0.9x");
+    let rnd_ours = median3(|| {
+        drop_caches();
+        random_reads(&big_ours)
+    });
+    let rnd_native = median3(|| {
+        drop_caches();
+        random_reads(&big_native)
+    });
+    row(&format!("{RANDOM_READS} random 4 KiB reads, cold"), rnd_ours, rnd_native, "-");
+    let find_ours = median3(|| {
+        drop_caches();
+        find_ls(&tree_ours)
+    });
+    let find_native = median3(|| {
+        drop_caches();
+        find_ls(&data.join("tree"))
+    });
+    row(&format!("find -ls over {entries} entries, cold"), find_ours, find_native, "≥0.5x (≤2x native time)");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", mount.pid())).unwrap();
+    let rss = status.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("VmRSS: ?").to_string();
+    let hwm = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?").to_string();
+    println!("snix-mount after the walk: {} (peak {})", rss.split_whitespace().nth(1).unwrap_or("?").to_string() + " kB",
+        hwm.split_whitespace().nth(1).unwrap_or("?").to_string() + " kB");
+}
