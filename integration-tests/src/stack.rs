@@ -103,6 +103,45 @@ impl Drop for StoreDaemon {
     }
 }
 
+/// Our `nix-daemon` against a store daemon, on `socket`.
+pub struct NixDaemon {
+    child: Child,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl NixDaemon {
+    pub fn start(store: &StoreDaemon, socket: &Path, args: &[&str]) -> NixDaemon {
+        let log = socket.with_extension("log");
+        let mut child = store
+            .client(&bin("nix-daemon"))
+            .arg("-l")
+            .arg(socket)
+            .arg("--unix-listen-unlink")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("starting nix-daemon");
+        wait_for("nix-daemon", &mut child, &log, || std::os::unix::net::UnixStream::connect(socket).is_ok());
+        NixDaemon { child, socket: socket.to_path_buf(), log }
+    }
+
+    /// `unix://SOCKET`, plus `?real=DIR` when given.
+    pub fn url(&self, real: Option<&Path>) -> String {
+        match real {
+            Some(r) => format!("unix://{}?real={}", self.socket.display(), r.display()),
+            None => format!("unix://{}", self.socket.display()),
+        }
+    }
+}
+
+impl Drop for NixDaemon {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
 /// Whether `dir` is a mount point now.
 pub fn is_mounted(dir: &Path) -> bool {
     let dir = dir.to_str().unwrap();

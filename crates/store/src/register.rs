@@ -4,7 +4,7 @@
 //! error says what differed.
 
 use nix_compat::content_address::ContentAddress;
-use nix_compat::hash::NixHash;
+use nix_compat::hash::{HashAlgo, NixHash};
 use nix_compat::signing::Signature;
 use nix_compat::store_path::{make_ca_path, StorePath};
 use snix_castore::blobservice::BlobService;
@@ -129,4 +129,126 @@ pub async fn add_nar<R: AsyncRead + Unpin + Send>(
         ca: claimed.ca,
     };
     infos.put(info).await.map_err(|source| AddError::Register { path, source })
+}
+
+/// How content sent without a claimed path (Nix's AddToStore) is addressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaMethod {
+    /// `text:sha256`: a flat file, may refer to other paths (derivations, `toFile`).
+    Text,
+    /// `fixed:<algo>`: a flat file.
+    Flat(HashAlgo),
+    /// `fixed:r:<algo>`: a tree, hashed as its NAR.
+    Nar(HashAlgo),
+}
+
+impl CaMethod {
+    /// Nix's method strings: `text:sha256`, `fixed:<algo>`, `fixed:r:<algo>`.
+    pub fn parse(s: &str) -> Result<CaMethod, String> {
+        let algo = |a: &str| a.parse::<HashAlgo>().map_err(|e| format!("content-address method {s:?}: {e}"));
+        if s == "text:sha256" {
+            Ok(CaMethod::Text)
+        } else if let Some(a) = s.strip_prefix("fixed:r:") {
+            Ok(CaMethod::Nar(algo(a)?))
+        } else if s.starts_with("fixed:git:") {
+            Err(format!("content-address method {s:?} (git hashing) is not supported"))
+        } else if let Some(a) = s.strip_prefix("fixed:") {
+            Ok(CaMethod::Flat(algo(a)?))
+        } else {
+            Err(format!("unknown content-address method {s:?}"))
+        }
+    }
+
+    /// Whether the content comes as a NAR (else as the file's bytes).
+    pub fn takes_nar(self) -> bool {
+        matches!(self, CaMethod::Nar(_))
+    }
+}
+
+/// A NAR of one regular (non-executable) file with `size` bytes from `contents`.
+pub fn flat_file_nar<R: AsyncRead + Unpin + Send + 'static>(contents: R, size: u64) -> impl AsyncRead + Unpin + Send {
+    let (w, r) = tokio::io::duplex(256 * 1024);
+    tokio::spawn(async move {
+        let mut contents = contents;
+        let mut nw = nix_compat::nar::writer::AsyncNarWriter::new(w);
+        if nw.file_from_reader(false, size, &mut contents).await.is_ok() {
+            let _ = nw.finish().await;
+        }
+    });
+    r
+}
+
+/// Ingests `nar`, computes its content address by `method` and the store
+/// path from `name` and `references`, and registers it (a path already
+/// present is returned as it is). References must exist.
+pub async fn add_content_addressed<R: AsyncRead + Unpin + Send>(
+    nar: R,
+    name: &str,
+    method: CaMethod,
+    references: Vec<StorePath>,
+    blobs: &dyn BlobService,
+    dirs: &dyn DirectoryService,
+    infos: &dyn PathInfoService,
+) -> Result<PathInfo, AddCaError> {
+    let flat_algo = match method {
+        CaMethod::Text => Some(HashAlgo::Sha256),
+        CaMethod::Flat(a) => Some(a),
+        CaMethod::Nar(HashAlgo::Sha256) => None,
+        CaMethod::Nar(a) => return Err(AddCaError::Unsupported(format!("recursive {a} hashing"))),
+    };
+    let ingested = ingest_nar(nar, blobs, dirs, flat_algo).await.map_err(AddCaError::Ingest)?;
+    let ca = match method {
+        CaMethod::Nar(_) => ContentAddress::Nar(NixHash::sha256(ingested.nar_sha256)),
+        CaMethod::Flat(_) | CaMethod::Text => {
+            let h = ingested.flat_hash.clone().ok_or(AddCaError::NotAFile)?;
+            if method == CaMethod::Text {
+                ContentAddress::Text(h)
+            } else {
+                ContentAddress::Flat(h)
+            }
+        }
+    };
+    if !matches!(ca, ContentAddress::Text(_)) && !references.is_empty() {
+        // Nix allows references only on text and NAR-hashed (sha256) paths
+        if !matches!(ca, ContentAddress::Nar(_)) {
+            return Err(AddCaError::Unsupported("references on a flat fixed-output path".into()));
+        }
+    }
+    let path = make_ca_path(name, &ca, references.iter(), false).map_err(|e| AddCaError::Path(e.to_string()))?;
+    for r in &references {
+        let present = crate::pathinfoservice::get_path(infos, r).await.map_err(AddCaError::Store)?.is_some();
+        if !present {
+            return Err(AddCaError::MissingReference { path, reference: r.clone() });
+        }
+    }
+    if let Some(existing) = crate::pathinfoservice::get_path(infos, &path).await.map_err(AddCaError::Store)? {
+        return Ok(existing);
+    }
+    let info = PathInfo {
+        store_path: path,
+        node: ingested.node,
+        references,
+        nar_size: ingested.nar_size,
+        nar_sha256: ingested.nar_sha256,
+        signatures: vec![],
+        deriver: None,
+        ca: Some(ca),
+    };
+    infos.put(info).await.map_err(AddCaError::Store)
+}
+
+#[derive(Debug, Error)]
+pub enum AddCaError {
+    #[error("{0}")]
+    Ingest(IngestError),
+    #[error("flat and text content addresses need a single regular file")]
+    NotAFile,
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    #[error("invalid store path: {0}")]
+    Path(String),
+    #[error("{path}: reference {reference} is not in the store")]
+    MissingReference { path: StorePath, reference: StorePath },
+    #[error("store: {0}")]
+    Store(Error),
 }

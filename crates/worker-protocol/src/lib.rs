@@ -6,4 +6,14 @@
 //! policy. Must not depend on: the FUSE layer. Reaches store data only through
 //! the store and castore service traits.
 //!
-//! Built in the worker-protocol issue.
+//! Map: [`wire`] (primitives, framed streams), [`types`] (path infos, build
+//! results, errors, handshake pieces), [`ops`] (operation arguments),
+//! [`trust`] (peer credentials vs trusted/allowed users), [`server`] (one
+//! connection), [`cli`] (listening, `nix-daemon` flags).
+
+pub mod cli;
+pub mod ops;
+pub mod server;
+pub mod trust;
+pub mod types;
+pub mod wire;

@@ -1,0 +1,285 @@
+//! Worker operations: numbers, names, and the decoding of each one's
+//! arguments. Streams that follow some ops (framed NARs) are left to the
+//! server: only the fixed arguments are read here.
+
+use nix_compat::store_path::StorePath;
+use tokio::io::AsyncRead;
+
+use crate::types::{minor, parse_nar_hash, parse_opt_ca, read_path_info, DerivedPath, WirePathInfo};
+use crate::wire::{self, read_bool, read_opt_path, read_path, read_paths, read_string, read_strings, read_u64};
+
+pub fn op_name(op: u64) -> &'static str {
+    match op {
+        1 => "IsValidPath",
+        3 => "HasSubstitutes",
+        4 => "QueryPathHash",
+        5 => "QueryReferences",
+        6 => "QueryReferrers",
+        7 => "AddToStore",
+        8 => "AddTextToStore",
+        9 => "BuildPaths",
+        10 => "EnsurePath",
+        11 => "AddTempRoot",
+        12 => "AddIndirectRoot",
+        13 => "SyncWithGC",
+        14 => "FindRoots",
+        16 => "ExportPath",
+        18 => "QueryDeriver",
+        19 => "SetOptions",
+        20 => "CollectGarbage",
+        21 => "QuerySubstitutablePathInfo",
+        22 => "QueryDerivationOutputs",
+        23 => "QueryAllValidPaths",
+        24 => "QueryFailedPaths",
+        25 => "ClearFailedPaths",
+        26 => "QueryPathInfo",
+        27 => "ImportPaths",
+        28 => "QueryDerivationOutputNames",
+        29 => "QueryPathFromHashPart",
+        30 => "QuerySubstitutablePathInfos",
+        31 => "QueryValidPaths",
+        32 => "QuerySubstitutablePaths",
+        33 => "QueryValidDerivers",
+        34 => "OptimiseStore",
+        35 => "VerifyStore",
+        36 => "BuildDerivation",
+        37 => "AddSignatures",
+        38 => "NarFromPath",
+        39 => "AddToStoreNar",
+        40 => "QueryMissing",
+        41 => "QueryDerivationOutputMap",
+        42 => "RegisterDrvOutput",
+        43 => "QueryRealisation",
+        44 => "AddMultipleToStore",
+        45 => "AddBuildLog",
+        46 => "BuildPathsWithResults",
+        47 => "AddPermRoot",
+        _ => "unknown",
+    }
+}
+
+/// SetOptions' fixed fields, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientOptions {
+    pub keep_failed: bool,
+    pub keep_going: bool,
+    pub try_fallback: bool,
+    pub verbosity: u64,
+    pub max_build_jobs: u64,
+    pub max_silent_time: u64,
+    pub use_build_hook: bool,
+    pub build_verbosity: u64,
+    pub log_type: u64,
+    pub print_build_trace: u64,
+    pub build_cores: u64,
+    pub use_substitutes: bool,
+    pub overrides: Vec<(String, String)>,
+}
+
+/// AddToStoreNar's arguments (the NAR follows).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddToStoreNar {
+    pub path: StorePath,
+    pub info: WirePathInfo,
+    pub repair: bool,
+    pub dont_check_sigs: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    IsValidPath(StorePath),
+    QueryReferrers(StorePath),
+    /// ≥1.25: a framed stream with a NAR or flat bytes follows
+    AddToStore { name: String, method: String, references: Vec<StorePath>, repair: bool },
+    AddTextToStore { name: String, text: Vec<u8>, references: Vec<StorePath> },
+    BuildPaths { paths: Vec<String>, mode: u64 },
+    EnsurePath(StorePath),
+    AddTempRoot(StorePath),
+    AddIndirectRoot(String),
+    SyncWithGc,
+    FindRoots,
+    QueryDeriver(StorePath),
+    SetOptions(ClientOptions),
+    CollectGarbage,
+    QuerySubstitutablePathInfo(StorePath),
+    QueryDerivationOutputs(StorePath),
+    QueryAllValidPaths,
+    QueryPathInfo(StorePath),
+    QueryDerivationOutputNames(StorePath),
+    QueryPathFromHashPart(String),
+    QuerySubstitutablePathInfos(Vec<StorePath>),
+    QueryValidPaths { paths: Vec<StorePath>, substitute: bool },
+    QuerySubstitutablePaths(Vec<StorePath>),
+    QueryValidDerivers(StorePath),
+    OptimiseStore,
+    VerifyStore { check_contents: bool, repair: bool },
+    AddSignatures { path: StorePath, sigs: Vec<String> },
+    NarFromPath(StorePath),
+    /// the NAR follows (framed at ≥1.23)
+    AddToStoreNar(Box<AddToStoreNar>),
+    QueryMissing(Vec<String>),
+    QueryDerivationOutputMap(StorePath),
+    RegisterDrvOutput(String),
+    QueryRealisation(String),
+    /// a framed stream of (path info, NAR) pairs follows
+    AddMultipleToStore { repair: bool, dont_check_sigs: bool },
+    /// a framed stream with the log follows
+    AddBuildLog(StorePath),
+    BuildPathsWithResults { paths: Vec<String>, mode: u64 },
+    AddPermRoot { path: StorePath, gc_root: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// Its arguments cannot be skipped: the connection cannot go on.
+    #[error("operation {0} ({name}) is not supported by this daemon", name = op_name(*.0))]
+    Unsupported(u64),
+    #[error("reading the arguments of operation {op} ({name}): {err}", name = op_name(*op))]
+    Wire { op: u64, err: wire::WireError },
+}
+
+async fn read_derived_paths<R: AsyncRead + Unpin>(r: &mut R) -> wire::Result<Vec<String>> {
+    let v = read_strings(r).await?;
+    for s in &v {
+        DerivedPath::parse(s)?;
+    }
+    Ok(v)
+}
+
+/// Reads the arguments of operation `op`.
+pub async fn read_request<R: AsyncRead + Unpin>(op: u64, version: u64, r: &mut R) -> Result<Request, RequestError> {
+    let m = minor(version);
+    let res: wire::Result<Request> = async {
+        Ok(match op {
+            1 => Request::IsValidPath(read_path(r).await?),
+            6 => Request::QueryReferrers(read_path(r).await?),
+            7 if m >= 25 => {
+                let name = read_string(r).await?;
+                let method = read_string(r).await?;
+                let references = read_paths(r).await?;
+                let repair = read_bool(r).await?;
+                Request::AddToStore { name, method, references, repair }
+            }
+            8 => {
+                let name = read_string(r).await?;
+                let text = wire::read_bytes(r).await?;
+                let references = read_paths(r).await?;
+                Request::AddTextToStore { name, text, references }
+            }
+            9 | 46 => {
+                let paths = read_derived_paths(r).await?;
+                let mode = if m >= 15 { read_u64(r).await? } else { 0 };
+                if op == 9 {
+                    Request::BuildPaths { paths, mode }
+                } else {
+                    Request::BuildPathsWithResults { paths, mode }
+                }
+            }
+            10 => Request::EnsurePath(read_path(r).await?),
+            11 => Request::AddTempRoot(read_path(r).await?),
+            12 => Request::AddIndirectRoot(read_string(r).await?),
+            13 => Request::SyncWithGc,
+            14 => Request::FindRoots,
+            18 => Request::QueryDeriver(read_path(r).await?),
+            19 => {
+                let mut o = ClientOptions {
+                    keep_failed: read_bool(r).await?,
+                    keep_going: read_bool(r).await?,
+                    try_fallback: read_bool(r).await?,
+                    verbosity: read_u64(r).await?,
+                    max_build_jobs: read_u64(r).await?,
+                    max_silent_time: read_u64(r).await?,
+                    use_build_hook: read_bool(r).await?,
+                    build_verbosity: read_u64(r).await?,
+                    log_type: read_u64(r).await?,
+                    print_build_trace: read_u64(r).await?,
+                    build_cores: read_u64(r).await?,
+                    use_substitutes: read_bool(r).await?,
+                    overrides: vec![],
+                };
+                if m >= 12 {
+                    o.overrides = wire::read_string_pairs(r).await?;
+                }
+                Request::SetOptions(o)
+            }
+            20 => {
+                let _action = read_u64(r).await?;
+                let _paths = read_paths(r).await?;
+                let _ignore_liveness = read_bool(r).await?;
+                let _max_freed = read_u64(r).await?;
+                for _ in 0..3 {
+                    read_u64(r).await?;
+                }
+                Request::CollectGarbage
+            }
+            21 => Request::QuerySubstitutablePathInfo(read_path(r).await?),
+            22 => Request::QueryDerivationOutputs(read_path(r).await?),
+            23 => Request::QueryAllValidPaths,
+            26 => Request::QueryPathInfo(read_path(r).await?),
+            28 => Request::QueryDerivationOutputNames(read_path(r).await?),
+            29 => Request::QueryPathFromHashPart(read_string(r).await?),
+            30 => {
+                if m < 22 {
+                    Request::QuerySubstitutablePathInfos(read_paths(r).await?)
+                } else {
+                    let n = read_u64(r).await?;
+                    if n > wire::MAX_COUNT {
+                        return Err(wire::WireError::Invalid(format!("map of {n} entries is too long")));
+                    }
+                    let mut paths = Vec::new();
+                    for _ in 0..n {
+                        paths.push(read_path(r).await?);
+                        parse_opt_ca(&read_string(r).await?)?;
+                    }
+                    Request::QuerySubstitutablePathInfos(paths)
+                }
+            }
+            31 => {
+                let paths = read_paths(r).await?;
+                let substitute = if m >= 27 { read_bool(r).await? } else { false };
+                Request::QueryValidPaths { paths, substitute }
+            }
+            32 => Request::QuerySubstitutablePaths(read_paths(r).await?),
+            33 => Request::QueryValidDerivers(read_path(r).await?),
+            34 => Request::OptimiseStore,
+            35 => Request::VerifyStore { check_contents: read_bool(r).await?, repair: read_bool(r).await? },
+            37 => Request::AddSignatures { path: read_path(r).await?, sigs: read_strings(r).await? },
+            38 => Request::NarFromPath(read_path(r).await?),
+            39 => {
+                let path = read_path(r).await?;
+                let deriver = read_opt_path(r).await?;
+                let nar_hash = parse_nar_hash(&read_string(r).await?)?;
+                let references = read_paths(r).await?;
+                let registration_time = read_u64(r).await?;
+                let nar_size = read_u64(r).await?;
+                let ultimate = read_bool(r).await?;
+                let sigs = read_strings(r).await?;
+                let ca = parse_opt_ca(&read_string(r).await?)?;
+                let repair = read_bool(r).await?;
+                let dont_check_sigs = read_bool(r).await?;
+                let info = WirePathInfo { deriver, nar_hash, references, registration_time, nar_size, ultimate, sigs, ca };
+                Request::AddToStoreNar(Box::new(AddToStoreNar { path, info, repair, dont_check_sigs }))
+            }
+            40 => Request::QueryMissing(read_derived_paths(r).await?),
+            41 => Request::QueryDerivationOutputMap(read_path(r).await?),
+            42 => Request::RegisterDrvOutput(read_string(r).await?),
+            43 => Request::QueryRealisation(read_string(r).await?),
+            44 => Request::AddMultipleToStore { repair: read_bool(r).await?, dont_check_sigs: read_bool(r).await? },
+            45 => Request::AddBuildLog(read_path(r).await?),
+            47 => Request::AddPermRoot { path: read_path(r).await?, gc_root: read_string(r).await? },
+            _ => return Err(wire::WireError::Invalid(String::new())),
+        })
+    }
+    .await;
+    match res {
+        Ok(req) => Ok(req),
+        Err(wire::WireError::Invalid(s)) if s.is_empty() => Err(RequestError::Unsupported(op)),
+        Err(err) => Err(RequestError::Wire { op, err }),
+    }
+}
+
+/// One entry of AddMultipleToStore's stream: a path info (1.16 layout,
+/// whatever the connection's version) followed by its NAR.
+pub async fn read_multiple_entry<R: AsyncRead + Unpin>(r: &mut R) -> wire::Result<(StorePath, WirePathInfo)> {
+    read_path_info(r, 0x110).await
+}
