@@ -6,3 +6,4 @@
 pub mod corpus;
 pub mod judge;
 pub mod stack;
+pub mod trixie;

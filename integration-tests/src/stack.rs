@@ -112,9 +112,14 @@ pub struct NixDaemon {
 
 impl NixDaemon {
     pub fn start(store: &StoreDaemon, socket: &Path, args: &[&str]) -> NixDaemon {
+        Self::start_with_env(store, socket, args, &[])
+    }
+
+    pub fn start_with_env(store: &StoreDaemon, socket: &Path, args: &[&str], env: &[(&str, &str)]) -> NixDaemon {
         let log = socket.with_extension("log");
         let mut child = store
             .client(&bin("nix-daemon"))
+            .envs(env.iter().copied())
             .arg("-l")
             .arg(socket)
             .arg("--unix-listen-unlink")

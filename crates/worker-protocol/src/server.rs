@@ -133,6 +133,7 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
         }
         w.u64(STDERR_LAST);
         c.send(&w).await?;
+        tracing::debug!(user = %c.user, protocol = %version_string(c.version), trusted = access == Access::Trusted, "client connected");
         Ok(Some(c))
     }
 

@@ -23,14 +23,24 @@ fn ok(c: &mut Command) -> String {
 /// `nix path-info --json` reduced to what both stores must agree on.
 fn path_infos(json: &str) -> Vec<Value> {
     let v: Value = serde_json::from_str(json).unwrap();
-    let mut out: Vec<Value> = v
-        .as_array()
-        .unwrap()
+    // Nix 2.8 prints a list; Nix ≥2.19 an object keyed by path
+    let items: Vec<Value> = match v {
+        Value::Array(a) => a,
+        Value::Object(o) => o
+            .into_iter()
+            .map(|(k, mut i)| {
+                i["path"] = Value::String(k);
+                i
+            })
+            .collect(),
+        other => panic!("unexpected path-info JSON {other}"),
+    };
+    let mut out: Vec<Value> = items
         .iter()
         .map(|i| {
             let mut m = serde_json::Map::new();
             for k in ["path", "narHash", "narSize", "references", "ca", "deriver"] {
-                if let Some(x) = i.get(k) {
+                if let Some(x) = i.get(k).filter(|x| !x.is_null()) {
                     m.insert(k.into(), x.clone());
                 }
             }
@@ -364,4 +374,45 @@ fn bad_input_gets_errors_and_other_clients_are_served() {
     bystander.works();
     let log = std::fs::read_to_string(&daemon.log).unwrap();
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn nix_2_26_handshakes_at_1_38_and_gets_the_same_answers() {
+    if !nix_available("nix_2_26_handshakes_at_1_38_and_gets_the_same_answers") {
+        return;
+    }
+    let Some(root) = integration_tests::trixie::chroot("nix_2_26_handshakes_at_1_38_and_gets_the_same_answers") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (top, _) = build_closure(tmp.path());
+    let (host, inside) = integration_tests::trixie::scratch(root, "nd-2-26");
+    let store = StoreDaemon::start(&tmp.path().join("state"));
+    let daemon =
+        NixDaemon::start_with_env(&store, &host.join("nd.sock"), &[], &[("RUST_LOG", "snix_worker_protocol=debug")]);
+    nix(&["nix", "copy", "--no-check-sigs", "--to", &daemon.url(None), &top]);
+    let mount = Mount::start(&store, &host.join("mnt"), &[]);
+    assert!(mount.dir.starts_with(root));
+
+    let sock = inside.join("nd.sock");
+    let url = format!("unix://{}", sock.display());
+    let script = format!(
+        "nix store info --store {url} 2>&1; echo ===; \
+         nix path-info -r --json --store {url} {top}; echo ===; \
+         nix-store --store {url} -qR {top}; echo ===; \
+         for p in $(nix-store --store {url} -qR {top}); do \
+           nix-store --store '{url}?real={mnt}' --verify-path $p; done",
+        mnt = inside.join("mnt").display()
+    );
+    let out = integration_tests::trixie::ok(root, &script);
+    let parts: Vec<&str> = out.split("===\n").collect();
+    assert_eq!(parts.len(), 4, "{out}");
+    assert!(parts[0].contains("snix"), "daemon version shown: {}", parts[0]);
+    assert!(parts[0].contains("Trusted: 1"), "root is trusted: {}", parts[0]);
+    let local = nix_stdout(&["nix", "path-info", "-r", "--json", &top]);
+    assert_eq!(path_infos(parts[1]), path_infos(&local));
+    assert_eq!(lines(parts[2]), lines(&nix_stdout(&["nix-store", "-qR", &top])));
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(log.contains("protocol=1.38"), "Nix 2.26 speaks 1.38: {log}");
+    let _ = std::fs::remove_dir_all(&host);
 }

@@ -1,0 +1,73 @@
+//! Nix 2.26 (protocol 1.38, local-overlay store) from a Debian trixie chroot
+//! made once by `scripts/trixie-chroot.sh` and reused while present.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The chroot, prepared on first use; `None` (test skipped) outside CI if it
+/// cannot be made, a panic in CI.
+pub fn chroot(test: &str) -> Option<&'static Path> {
+    static ROOT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = ROOT.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/trixie-chroot.sh");
+        std::fs::create_dir_all("/var/cache/snix-tests").map_err(|e| e.to_string())?;
+        // one preparation at a time, across test processes too
+        let out = Command::new("flock")
+            .arg("/var/cache/snix-tests/.lock")
+            .arg("bash")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    });
+    match r {
+        Ok(p) => Some(p.as_path()),
+        Err(e) if crate::judge::in_ci() => panic!("{test}: no trixie chroot with Nix 2.26: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: no trixie chroot with Nix 2.26: {e}");
+            None
+        }
+    }
+}
+
+/// Runs `script` (sh) inside the chroot, in a private mount namespace with
+/// /proc and /dev mounted (gone when it ends). Host mounts made before —
+/// a FUSE mount inside the chroot — are visible.
+pub fn run(root: &Path, script: &str) -> Output {
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-ec"])
+        .arg(r#"mount -t proc proc "$R/proc"; mount --rbind /dev "$R/dev"; exec chroot "$R" /bin/sh -ec "$SNIX_INNER""#)
+        .env("R", root)
+        .env("SNIX_INNER", script)
+        .env("HOME", "/root")
+        .env_remove("NIX_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running unshare/chroot")
+}
+
+/// Like [`run`], panicking with the output on failure; returns stdout.
+pub fn ok(root: &Path, script: &str) -> String {
+    let out = run(root, script);
+    assert!(
+        out.status.success(),
+        "in the trixie chroot: {script}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A fresh directory inside the chroot: (host path, path inside).
+pub fn scratch(root: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let inside = PathBuf::from("/tmp").join(format!("{name}-{}", std::process::id()));
+    let host = root.join(inside.strip_prefix("/").unwrap());
+    let _ = std::fs::remove_dir_all(&host);
+    std::fs::create_dir_all(&host).unwrap();
+    (host, inside)
+}
