@@ -88,7 +88,7 @@ impl Chmod {
 
 pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let s = client_services(&cli.addrs)?;
-    let backend = Backend { blobs: s.blobs, dirs: s.dirs, infos: s.infos };
+    let backend = Backend::new(s.blobs, s.dirs, s.infos);
     let keys = cli
         .trusted_public_keys
         .iter()

@@ -36,6 +36,36 @@ pub struct Backend {
     pub blobs: Arc<dyn BlobService>,
     pub dirs: Arc<dyn DirectoryService>,
     pub infos: Arc<dyn PathInfoService>,
+    /// Path infos seen, shared by all connections. A registered path's info
+    /// does not change (but for signatures added here), so hits need no
+    /// round trip; misses are never cached — a path may appear any time.
+    cache: Arc<std::sync::Mutex<lru::LruCache<[u8; 20], PathInfo>>>,
+}
+
+const PATH_INFO_CACHE: usize = 65_536;
+
+impl Backend {
+    pub fn new(blobs: Arc<dyn BlobService>, dirs: Arc<dyn DirectoryService>, infos: Arc<dyn PathInfoService>) -> Self {
+        let cache = lru::LruCache::new(std::num::NonZeroUsize::new(PATH_INFO_CACHE).expect("non-zero"));
+        Backend { blobs, dirs, infos, cache: Arc::new(std::sync::Mutex::new(cache)) }
+    }
+
+    pub async fn path_info(&self, p: &StorePath) -> Result<Option<PathInfo>, snix_castore::Error> {
+        if let Some(i) = self.cache.lock().expect("cache lock").get(p.digest()) {
+            if i.store_path == *p {
+                return Ok(Some(i.clone()));
+            }
+        }
+        let info = get_path(&*self.infos, p).await?;
+        if let Some(i) = &info {
+            self.remember(i);
+        }
+        Ok(info)
+    }
+
+    fn remember(&self, i: &PathInfo) {
+        self.cache.lock().expect("cache lock").put(*i.store_path.digest(), i.clone());
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +216,7 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
     }
 
     async fn path_info(&self, p: &StorePath) -> OpResult<Option<PathInfo>> {
-        get_path(&*self.backend.infos, p).await.map_err(|e| e.to_string())
+        self.backend.path_info(p).await.map_err(|e| e.to_string())
     }
 
     async fn is_valid(&self, p: &StorePath) -> OpResult<bool> {
@@ -225,14 +255,15 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
         path: StorePath,
         info: WirePathInfo,
     ) -> OpResult<()> {
-        if get_path(&*backend.infos, &path).await.map_err(|e| e.to_string())?.is_some() {
+        if backend.path_info(&path).await.map_err(|e| e.to_string())?.is_some() {
             // already valid: read and discard the NAR, as Nix does
             let mut nar = nar;
             tokio::io::copy(&mut nar, &mut tokio::io::sink()).await.map_err(|e| e.to_string())?;
             return Ok(());
         }
         let claim = Self::claimed(path, info)?;
-        add_nar(nar, claim, &*backend.blobs, &*backend.dirs, &*backend.infos).await.map_err(|e| e.to_string())?;
+        let info = add_nar(nar, claim, &*backend.blobs, &*backend.dirs, &*backend.infos).await.map_err(|e| e.to_string())?;
+        backend.remember(&info);
         Ok(())
     }
 
@@ -469,7 +500,8 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
                 info.signatures.push(sig);
             }
         }
-        self.backend.infos.put(info).await.map_err(|e| e.to_string())?;
+        let info = self.backend.infos.put(info).await.map_err(|e| e.to_string())?;
+        self.backend.remember(&info);
         Ok(())
     }
 
