@@ -4,6 +4,8 @@
 #
 #   snix-castore daemon   blobs (objectstore+file) and directories (sled) in ./state/lib/castore
 #   snix-store daemon     path infos (sled) in ./state/lib/store, castore via the daemon above
+#   snix-mount            the read-only FUSE view at ./state/mnt (needs root and /dev/fuse)
+#   nix-daemon            the worker protocol on ./state/run/nix-daemon.sock
 #   sockets               ./state/run/snix-castore.sock, ./state/run/snix-store.sock
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,18 +41,38 @@ BLOB_SERVICE_ADDR=grpc+unix://$castore DIRECTORY_SERVICE_ADDR=grpc+unix://$casto
 pids+=($!)
 wait_for "$store"
 
+mnt=$PWD/state/mnt
+mkdir -p "$mnt"
+if mountpoint -q "$mnt" && ! ls "$mnt/" >/dev/null 2>&1; then
+    umount -l "$mnt" # a stale mount from an earlier run that was killed
+fi
+"$bin/snix-mount" "$mnt" --allow-other &
+pids+=($!)
+for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+
+nixd=$RUNTIME_DIRECTORY/nix-daemon.sock
+"$bin/nix-daemon" -l "$nixd" --unix-listen-unlink &
+pids+=($!)
+wait_for "$nixd"
+
+lower="unix://$nixd?real=$mnt"
+encoded=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$lower" 2>/dev/null ||
+    printf '%s' "$lower" | sed 's|%|%25|g; s|:|%3A|g; s|/|%2F|g; s|?|%3F|g; s|=|%3D|g; s|&|%26|g')
 cat <<MSG
 
 The stack is up (state in $STATE_DIRECTORY):
   snix-castore  unix://$castore
   snix-store    unix://$store
-Try, in another shell:
-  export RUNTIME_DIRECTORY=$RUNTIME_DIRECTORY
-  $bin/snix-store import /usr/share/doc/bash     # prints the same path as nix-store --add
-  $bin/snix-store path-info --json <that path>
-  $bin/snix-store dump <that path> | sha256sum
-snix-mount and the nix-daemon join this command as they land; it will then
-print the local-overlay:// store URL and the overlay mount command.
-Ctrl-C stops everything.
+  snix-mount    $mnt
+  nix-daemon    unix://$nixd
+Fill it (Nix as root; --no-check-sigs: unsigned local paths):
+  nix copy --no-check-sigs --to unix://$nixd /nix/store/<some path>
+  nix path-info -r --json --store '$lower' /nix/store/<some path>
+Use it as the lower layer of a local-overlay store (Nix >= 2.22, as root):
+  mkdir -p /ovl/upper/nix/store /ovl/work /ovl/merged/nix/store
+  mount -t overlay overlay -o lowerdir=$mnt,upperdir=/ovl/upper/nix/store,workdir=/ovl/work /ovl/merged/nix/store
+  store URL: local-overlay://?root=/ovl/merged&lower-store=$encoded&upper-layer=/ovl/upper/nix/store
+  (needs 'experimental-features = nix-command local-overlay-store' in nix.conf)
+Ctrl-C stops everything (and unmounts).
 MSG
 wait
