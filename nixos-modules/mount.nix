@@ -1,0 +1,75 @@
+# snix-mount: the read-only FUSE view of the store (the overlay's lowerdir).
+{ config, lib, ... }:
+let
+  cfg = config.services.snix.mount;
+  top = config.services.snix;
+  store = config.services.snix.store;
+  inherit (lib) mkOption mkEnableOption mkIf types escapeShellArgs optional optionals;
+in
+{
+  options.services.snix.mount = {
+    enable = mkEnableOption "the snix FUSE mount";
+    package = mkOption {
+      type = types.package;
+      default = top.package;
+      defaultText = lib.literalExpression "config.services.snix.package";
+      description = "Package providing `snix-mount`.";
+    };
+    mountPoint = mkOption {
+      type = types.str;
+      default = "/var/lib/snix-mount/store";
+      description = "Where the store paths appear.";
+    };
+    listRoot = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Allow listing the mount's root (expensive on large stores; Nix never needs it).";
+    };
+    allowOther = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Let other users (Nix's builders, the overlay) read the mount.";
+    };
+    threads = mkOption {
+      type = types.ints.positive;
+      default = 16;
+      description = "FUSE worker threads.";
+    };
+    extraArgs = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Extra arguments to `snix-mount`.";
+    };
+  };
+
+  config = mkIf cfg.enable {
+    systemd.services.snix-mount = {
+      description = "snix FUSE mount at ${cfg.mountPoint}";
+      wantedBy = [ "multi-user.target" ];
+      wants = optional store.enable "snix-store.socket";
+      after = optional store.enable "snix-store.socket";
+      preStart = ''
+        mkdir -p ${cfg.mountPoint}
+        # a mount left by a killed instance: clear it
+        if ! ls ${cfg.mountPoint} >/dev/null 2>&1; then umount -l ${cfg.mountPoint} || true; fi
+      '';
+      serviceConfig = {
+        Type = "notify";
+        ExecStart = "${cfg.package}/bin/snix-mount ${cfg.mountPoint} --threads ${toString cfg.threads} "
+          + escapeShellArgs (optionals cfg.listRoot [ "--list-root" ] ++ optionals cfg.allowOther [ "--allow-other" ] ++ cfg.extraArgs);
+        Restart = "on-failure";
+        # mounting needs /dev/fuse and CAP_SYS_ADMIN; nothing else
+        DeviceAllow = [ "/dev/fuse rw" ];
+        NoNewPrivileges = true;
+        PrivateTmp = true;
+        ProtectHome = true;
+        ProtectKernelModules = true;
+        ProtectControlGroups = true;
+        RestrictRealtime = true;
+        LockPersonality = true;
+        RestrictAddressFamilies = [ "AF_UNIX" ];
+        CapabilityBoundingSet = [ "CAP_SYS_ADMIN" ];
+      };
+    };
+  };
+}

@@ -1,0 +1,85 @@
+# Our nix-daemon (worker protocol) on a socket-activated unix socket: the
+# lower store Nix's local-overlay store talks to.
+{ config, lib, ... }:
+let
+  cfg = config.services.snix.nix-daemon;
+  top = config.services.snix;
+  store = config.services.snix.store;
+  mount = config.services.snix.mount;
+  inherit (lib) mkOption mkEnableOption mkIf types escapeShellArgs optional concatStringsSep;
+in
+{
+  options.services.snix.nix-daemon = {
+    enable = mkEnableOption "the snix nix-daemon (worker protocol over the snix store)";
+    package = mkOption {
+      type = types.package;
+      default = top.package;
+      defaultText = lib.literalExpression "config.services.snix.package";
+      description = "Package providing snix's `nix-daemon`.";
+    };
+    socket = mkOption {
+      type = types.str;
+      default = "${top.runtimeDirectory}/nix-daemon.sock";
+      description = "Unix socket to listen on.";
+    };
+    socketMode = mkOption {
+      type = types.str;
+      default = "0660";
+      description = "Permissions of the socket (access is also checked with allowedUsers).";
+    };
+    trustedUsers = mkOption {
+      type = types.listOf types.str;
+      default = [ "root" ];
+      description = "Users (and @groups) with full rights, as nix.conf's trusted-users.";
+    };
+    allowedUsers = mkOption {
+      type = types.listOf types.str;
+      default = [ "*" ];
+      description = "Users (and @groups) allowed to connect, as nix.conf's allowed-users.";
+    };
+    requireSigs = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Require signatures by trustedPublicKeys on input-addressed paths.";
+    };
+    trustedPublicKeys = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Keys (`name:base64`) whose signatures are trusted.";
+    };
+    extraArgs = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Extra arguments to snix's `nix-daemon`.";
+    };
+  };
+
+  config = mkIf cfg.enable {
+    systemd.sockets.snix-nix-daemon = {
+      description = "snix nix-daemon socket";
+      wantedBy = [ "sockets.target" ];
+      listenStreams = [ cfg.socket ];
+      socketConfig.SocketMode = cfg.socketMode;
+    };
+    systemd.services.snix-nix-daemon = {
+      description = "snix nix-daemon";
+      requires = [ "snix-nix-daemon.socket" ];
+      wants = optional store.enable "snix-store.socket" ++ optional mount.enable "snix-mount.service";
+      after = [ "snix-nix-daemon.socket" ] ++ optional store.enable "snix-store.socket"
+        ++ optional mount.enable "snix-mount.service";
+      environment = {
+        SNIX_TRUSTED_USERS = concatStringsSep " " cfg.trustedUsers;
+        SNIX_ALLOWED_USERS = concatStringsSep " " cfg.allowedUsers;
+        SNIX_REQUIRE_SIGS = lib.boolToString cfg.requireSigs;
+        SNIX_TRUSTED_PUBLIC_KEYS = concatStringsSep " " cfg.trustedPublicKeys;
+      };
+      serviceConfig = (import ./hardening.nix) // {
+        Type = "notify";
+        ExecStart = "${cfg.package}/bin/nix-daemon ${escapeShellArgs cfg.extraArgs}";
+        Restart = "on-failure";
+        # resolving peers' user and group names
+        PrivateUsers = false;
+      };
+    };
+  };
+}

@@ -1,0 +1,63 @@
+# snix-store daemon: path infos (and, without the castore daemon, the castore
+# services too), on a socket-activated unix socket.
+{ config, lib, ... }:
+let
+  cfg = config.services.snix.store;
+  top = config.services.snix;
+  castore = config.services.snix.castore;
+  inherit (lib) mkOption mkEnableOption mkIf types escapeShellArgs optional;
+in
+{
+  options.services.snix.store = {
+    enable = mkEnableOption "the snix store daemon (path infos, NAR ingest and render)";
+    package = mkOption {
+      type = types.package;
+      default = top.package;
+      defaultText = lib.literalExpression "config.services.snix.package";
+      description = "Package providing `snix-store`.";
+    };
+    socket = mkOption {
+      type = types.str;
+      default = "${top.runtimeDirectory}/snix-store.sock";
+      description = "Unix socket to listen on; `snix-mount` and `nix-daemon` connect here by default.";
+    };
+    pathInfoServiceAddr = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "Path-info backend; default: sled under the state directory.";
+    };
+    extraArgs = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Extra arguments to `snix-store daemon`.";
+    };
+  };
+
+  config = mkIf cfg.enable {
+    systemd.sockets.snix-store = {
+      description = "snix store socket";
+      wantedBy = [ "sockets.target" ];
+      listenStreams = [ cfg.socket ];
+      socketConfig.SocketMode = "0660";
+    };
+    systemd.services.snix-store = {
+      description = "snix store daemon";
+      requires = [ "snix-store.socket" ];
+      # the castore is reached over its socket: a restart of either is survived
+      wants = optional castore.enable "snix-castore.socket";
+      after = [ "snix-store.socket" ] ++ optional castore.enable "snix-castore.socket";
+      environment = lib.filterAttrs (_: v: v != null) {
+        BLOB_SERVICE_ADDR = if castore.enable then "grpc+unix://${castore.socket}" else null;
+        DIRECTORY_SERVICE_ADDR = if castore.enable then "grpc+unix://${castore.socket}" else null;
+        PATH_INFO_SERVICE_ADDR = cfg.pathInfoServiceAddr;
+      };
+      serviceConfig = (import ./hardening.nix) // {
+        Type = "notify";
+        ExecStart = "${cfg.package}/bin/snix-store daemon ${escapeShellArgs cfg.extraArgs}";
+        StateDirectory = "snix";
+        StateDirectoryMode = "0700";
+        Restart = "on-failure";
+      };
+    };
+  };
+}
