@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 apt_packages=()
 command -v nix-store >/dev/null 2>&1 || apt_packages+=(nix-bin)
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
+command -v debootstrap >/dev/null 2>&1 || apt_packages+=(debootstrap)
 if [ ${#apt_packages[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "test.sh: need root to install: ${apt_packages[*]}" >&2
@@ -24,6 +26,23 @@ fi
 for f in flake.nix nixos-modules/*.nix; do
     nix-instantiate --parse "$f" >/dev/null
 done
+
+# The gRPC APIs only grow compatibly: buf (from the npm registry) lints them
+# and compares them with the last release tag, else the first commit that had
+# them.
+buf_dir=target/buf
+[ -x "$buf_dir/node_modules/.bin/buf" ] || npm install --silent --no-save --prefix "$buf_dir" @bufbuild/buf@1 </dev/null >/dev/null
+buf=$buf_dir/node_modules/.bin/buf
+"$buf" lint proto
+against=$(git describe --tags --abbrev=0 2>/dev/null ||
+    git log --diff-filter=A --format=%H -- proto/snix/castore/v1/castore.proto | tail -1)
+"$buf" breaking proto --against ".git#ref=$against,subdir=proto"
+echo "test.sh: buf lint and buf breaking (against $against) passed"
+
+# Nix 2.26 (local-overlay store) comes from a Debian trixie chroot, made once
+# and reused (the tests also make it on demand; doing it here keeps its
+# output out of theirs).
+bash scripts/trixie-chroot.sh >/dev/null
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
