@@ -42,33 +42,90 @@ fn terminate(child: &mut Child) {
     }
 }
 
-/// `snix-store daemon` with its embedded backends under `state`, listening
-/// on `state/store.sock`.
-pub struct StoreDaemon {
+/// `snix-castore daemon` with its embedded backends under `state`,
+/// listening on `state/castore.sock` (as the systemd unit runs it).
+pub struct CastoreDaemon {
     child: Child,
     pub state: PathBuf,
     pub socket: PathBuf,
 }
 
+fn spawn_daemon(program: &str, state: &Path, socket: &Path, log_name: &str, env: &[(&str, String)]) -> Child {
+    let log = state.join(log_name);
+    let mut child = Command::new(bin(program))
+        .args(["daemon", "-l", socket.to_str().unwrap()])
+        .env("STATE_DIRECTORY", state)
+        .env("RUNTIME_DIRECTORY", state)
+        .env_remove("BLOB_SERVICE_ADDR")
+        .env_remove("DIRECTORY_SERVICE_ADDR")
+        .env_remove("PATH_INFO_SERVICE_ADDR")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+    wait_for(program, &mut child, &log, || std::os::unix::net::UnixStream::connect(socket).is_ok());
+    child
+}
+
+impl CastoreDaemon {
+    pub fn start(state: &Path) -> CastoreDaemon {
+        std::fs::create_dir_all(state).unwrap();
+        let socket = state.join("castore.sock");
+        let child = spawn_daemon("snix-castore", state, &socket, "castore-daemon.log", &[]);
+        CastoreDaemon { child, state: state.to_path_buf(), socket }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("grpc+unix://{}", self.socket.display())
+    }
+
+    /// SIGKILL, then the same command again.
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_daemon("snix-castore", &self.state, &self.socket, "castore-daemon.log", &[]);
+    }
+}
+
+impl Drop for CastoreDaemon {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// `snix-store daemon` with its embedded backends under `state` (or the
+/// castore daemon's), listening on `state/store.sock`.
+pub struct StoreDaemon {
+    child: Child,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    env: Vec<(&'static str, String)>,
+}
+
 impl StoreDaemon {
     pub fn start(state: &Path) -> StoreDaemon {
+        Self::start_env(state, vec![])
+    }
+
+    /// With the castore on a `snix-castore daemon` (the design's topology).
+    pub fn start_with_castore(state: &Path, castore: &CastoreDaemon) -> StoreDaemon {
+        Self::start_env(state, vec![("BLOB_SERVICE_ADDR", castore.addr()), ("DIRECTORY_SERVICE_ADDR", castore.addr())])
+    }
+
+    fn start_env(state: &Path, env: Vec<(&'static str, String)>) -> StoreDaemon {
         std::fs::create_dir_all(state).unwrap();
         let socket = state.join("store.sock");
-        let log = state.join("store-daemon.log");
-        let mut child = Command::new(bin("snix-store"))
-            .args(["daemon", "-l", socket.to_str().unwrap()])
-            .env("STATE_DIRECTORY", state)
-            .env("RUNTIME_DIRECTORY", state)
-            .env_remove("BLOB_SERVICE_ADDR")
-            .env_remove("DIRECTORY_SERVICE_ADDR")
-            .env_remove("PATH_INFO_SERVICE_ADDR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .expect("starting snix-store daemon");
-        wait_for("snix-store daemon", &mut child, &log, || std::os::unix::net::UnixStream::connect(&socket).is_ok());
-        StoreDaemon { child, state: state.to_path_buf(), socket }
+        let child = spawn_daemon("snix-store", state, &socket, "store-daemon.log", &env);
+        StoreDaemon { child, state: state.to_path_buf(), socket, env }
+    }
+
+    /// SIGKILL, then the same command again.
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_daemon("snix-store", &self.state, &self.socket, "store-daemon.log", &self.env);
     }
 
     pub fn addr(&self) -> String {
@@ -108,6 +165,8 @@ pub struct NixDaemon {
     child: Child,
     pub socket: PathBuf,
     pub log: PathBuf,
+    command: Vec<std::ffi::OsString>,
+    env: Vec<(String, String)>,
 }
 
 impl NixDaemon {
@@ -117,19 +176,34 @@ impl NixDaemon {
 
     pub fn start_with_env(store: &StoreDaemon, socket: &Path, args: &[&str], env: &[(&str, &str)]) -> NixDaemon {
         let log = socket.with_extension("log");
-        let mut child = store
-            .client(&bin("nix-daemon"))
-            .envs(env.iter().copied())
-            .arg("-l")
-            .arg(socket)
-            .arg("--unix-listen-unlink")
-            .args(args)
+        let mut command: Vec<std::ffi::OsString> = vec!["-l".into(), socket.into(), "--unix-listen-unlink".into()];
+        command.extend(args.iter().map(Into::into));
+        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        for k in ["BLOB_SERVICE_ADDR", "DIRECTORY_SERVICE_ADDR", "PATH_INFO_SERVICE_ADDR"] {
+            env.push((k.into(), store.addr()));
+        }
+        let child = Self::spawn(&command, &env, socket, &log);
+        NixDaemon { child, socket: socket.to_path_buf(), log, command, env }
+    }
+
+    fn spawn(command: &[std::ffi::OsString], env: &[(String, String)], socket: &Path, log: &Path) -> Child {
+        let mut child = Command::new(bin("nix-daemon"))
+            .args(command)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
             .spawn()
             .expect("starting nix-daemon");
-        wait_for("nix-daemon", &mut child, &log, || std::os::unix::net::UnixStream::connect(socket).is_ok());
-        NixDaemon { child, socket: socket.to_path_buf(), log }
+        wait_for("nix-daemon", &mut child, log, || std::os::unix::net::UnixStream::connect(socket).is_ok());
+        child
+    }
+
+    /// SIGKILL, then the same command again.
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.command, &self.env, &self.socket, &self.log);
     }
 
     /// `unix://SOCKET`, plus `?real=DIR` when given.

@@ -54,7 +54,7 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let tree_arg = args.next();
+    let tree_arg = args.next().filter(|s| !s.is_empty());
     let scratch_root = PathBuf::from(args.next().unwrap_or_else(|| "/var/tmp".into()));
     let scratch = tempfile::Builder::new().prefix("store-bench").tempdir_in(&scratch_root).unwrap();
     let s = scratch.path();
@@ -108,8 +108,11 @@ fn main() {
     };
     let fresh = |name: &str| -> String {
         let p = s.join(name);
-        let _ = Command::new("chmod").args(["-R", "u+w", p.to_str().unwrap()]).status();
-        let _ = std::fs::remove_dir_all(&p);
+        if p.exists() {
+            // a Nix store is read-only: make it removable
+            let _ = Command::new("chmod").args(["-R", "u+w", p.to_str().unwrap()]).status();
+            let _ = std::fs::remove_dir_all(&p);
+        }
         p.to_str().unwrap().to_string()
     };
 
