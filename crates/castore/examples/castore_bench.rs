@@ -99,9 +99,9 @@ async fn main() {
     }
     let (o, c) = (median(ours), median(cps));
     row(
-        &format!("ingest {} ({:.0} MiB)", tree.display(), bytes as f64 / 1048576.0),
+        &format!("ingest vs cp -a {} ({:.0} MiB)", tree.display(), bytes as f64 / 1048576.0),
         format!("{:.2}s", o.as_secs_f64()),
-        format!("{:.2}s cp -a", c.as_secs_f64()),
+        format!("{:.2}s", c.as_secs_f64()),
         c.as_secs_f64() / o.as_secs_f64(),
         "≥0.5",
     );
@@ -146,8 +146,8 @@ async fn main() {
     let (g, f) = (median(grpc_t), median(file_t));
     row(
         "blob read 512 MiB (grpc+unix vs file)",
-        format!("{:.0} MiB/s", 512.0 / g.as_secs_f64()),
-        format!("{:.0} MiB/s", 512.0 / f.as_secs_f64()),
+        format!("{:.0}MiB/s", 512.0 / g.as_secs_f64()),
+        format!("{:.0}MiB/s", 512.0 / f.as_secs_f64()),
         f.as_secs_f64() / g.as_secs_f64(),
         "≥0.8",
     );
@@ -180,8 +180,8 @@ async fn main() {
     let on_disk = du_bytes(&s.join("store-dedup"));
     row(
         "dedup: 5 edited copies, bytes on disk",
-        format!("{:.0} MiB", on_disk as f64 / 1048576.0),
-        format!("{:.0} MiB", logical as f64 / 1048576.0),
+        format!("{:.0}MiB", on_disk as f64 / 1048576.0),
+        format!("{:.0}MiB", logical as f64 / 1048576.0),
         on_disk as f64 / logical as f64,
         "≤0.3",
     );
