@@ -3,17 +3,13 @@
 let
   cfg = config.services.snix.castore;
   top = config.services.snix;
+  opts = import ./options.nix { inherit lib top; };
   inherit (lib) mkOption mkEnableOption mkIf types escapeShellArgs;
 in
 {
   options.services.snix.castore = {
     enable = mkEnableOption "the snix castore daemon (BLAKE3 blobs and Merkle directories)";
-    package = mkOption {
-      type = types.package;
-      default = top.package;
-      defaultText = lib.literalExpression "config.services.snix.package";
-      description = "Package providing `snix-castore`.";
-    };
+    package = opts.package "snix-castore";
     socket = mkOption {
       type = types.str;
       default = "${top.runtimeDirectory}/snix-castore.sock";
@@ -31,11 +27,7 @@ in
       example = "sled:///srv/snix/directories";
       description = "Directory backend; default: sled under the state directory.";
     };
-    extraArgs = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-      description = "Extra arguments to `snix-castore daemon`.";
-    };
+    extraArgs = opts.extraArgs "snix-castore daemon";
   };
 
   config = mkIf cfg.enable {

@@ -3,18 +3,14 @@
 let
   cfg = config.services.snix.mount;
   top = config.services.snix;
+  opts = import ./options.nix { inherit lib top; };
   store = config.services.snix.store;
   inherit (lib) mkOption mkEnableOption mkIf types escapeShellArgs optional optionals;
 in
 {
   options.services.snix.mount = {
     enable = mkEnableOption "the snix FUSE mount";
-    package = mkOption {
-      type = types.package;
-      default = top.package;
-      defaultText = lib.literalExpression "config.services.snix.package";
-      description = "Package providing `snix-mount`.";
-    };
+    package = opts.package "snix-mount";
     mountPoint = mkOption {
       type = types.str;
       default = "/var/lib/snix-mount/store";
@@ -35,11 +31,7 @@ in
       default = 16;
       description = "FUSE worker threads.";
     };
-    extraArgs = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-      description = "Extra arguments to `snix-mount`.";
-    };
+    extraArgs = opts.extraArgs "snix-mount";
   };
 
   config = mkIf cfg.enable {

@@ -4,6 +4,7 @@
 let
   cfg = config.services.snix.nix-daemon;
   top = config.services.snix;
+  opts = import ./options.nix { inherit lib top; };
   store = config.services.snix.store;
   mount = config.services.snix.mount;
   inherit (lib) mkOption mkEnableOption mkIf types escapeShellArgs optional concatStringsSep;
@@ -11,12 +12,7 @@ in
 {
   options.services.snix.nix-daemon = {
     enable = mkEnableOption "the snix nix-daemon (worker protocol over the snix store)";
-    package = mkOption {
-      type = types.package;
-      default = top.package;
-      defaultText = lib.literalExpression "config.services.snix.package";
-      description = "Package providing snix's `nix-daemon`.";
-    };
+    package = opts.package "nix-daemon";
     socket = mkOption {
       type = types.str;
       default = "${top.runtimeDirectory}/nix-daemon.sock";
@@ -47,11 +43,7 @@ in
       default = [ ];
       description = "Keys (`name:base64`) whose signatures are trusted.";
     };
-    extraArgs = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-      description = "Extra arguments to snix's `nix-daemon`.";
-    };
+    extraArgs = opts.extraArgs "nix-daemon";
   };
 
   config = mkIf cfg.enable {

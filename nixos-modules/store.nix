@@ -4,18 +4,14 @@
 let
   cfg = config.services.snix.store;
   top = config.services.snix;
+  opts = import ./options.nix { inherit lib top; };
   castore = config.services.snix.castore;
   inherit (lib) mkOption mkEnableOption mkIf types escapeShellArgs optional;
 in
 {
   options.services.snix.store = {
     enable = mkEnableOption "the snix store daemon (path infos, NAR ingest and render)";
-    package = mkOption {
-      type = types.package;
-      default = top.package;
-      defaultText = lib.literalExpression "config.services.snix.package";
-      description = "Package providing `snix-store`.";
-    };
+    package = opts.package "snix-store";
     socket = mkOption {
       type = types.str;
       default = "${top.runtimeDirectory}/snix-store.sock";
@@ -26,11 +22,7 @@ in
       default = null;
       description = "Path-info backend; default: sled under the state directory.";
     };
-    extraArgs = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-      description = "Extra arguments to `snix-store daemon`.";
-    };
+    extraArgs = opts.extraArgs "snix-store daemon";
   };
 
   config = mkIf cfg.enable {

@@ -57,6 +57,13 @@ pub fn nix_cmd(program: &str) -> Command {
     c
 }
 
+/// The lines of a command's output, sorted (store path lists compare as sets).
+pub fn sorted_lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
 }

@@ -42,102 +42,91 @@ fn terminate(child: &mut Child) {
     }
 }
 
-/// `snix-castore daemon` with its embedded backends under `state`,
-/// listening on `state/castore.sock` (as the systemd unit runs it).
-pub struct CastoreDaemon {
-    child: Child,
-    pub state: PathBuf,
-    pub socket: PathBuf,
-}
-
-fn spawn_daemon(program: &str, state: &Path, socket: &Path, log_name: &str, env: &[(&str, String)]) -> Child {
-    let log = state.join(log_name);
-    let mut child = Command::new(bin(program))
-        .args(["daemon", "-l", socket.to_str().unwrap()])
-        .env("STATE_DIRECTORY", state)
-        .env("RUNTIME_DIRECTORY", state)
-        .env_remove("BLOB_SERVICE_ADDR")
-        .env_remove("DIRECTORY_SERVICE_ADDR")
-        .env_remove("PATH_INFO_SERVICE_ADDR")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
-    wait_for(program, &mut child, &log, || std::os::unix::net::UnixStream::connect(socket).is_ok());
-    child
-}
-
-impl CastoreDaemon {
-    pub fn start(state: &Path) -> CastoreDaemon {
-        std::fs::create_dir_all(state).unwrap();
-        let socket = state.join("castore.sock");
-        let child = spawn_daemon("snix-castore", state, &socket, "castore-daemon.log", &[]);
-        CastoreDaemon { child, state: state.to_path_buf(), socket }
-    }
-
-    pub fn addr(&self) -> String {
-        format!("grpc+unix://{}", self.socket.display())
-    }
-
-    /// SIGKILL, then the same command again.
-    pub fn kill9_and_restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = spawn_daemon("snix-castore", &self.state, &self.socket, "castore-daemon.log", &[]);
-    }
-}
-
-impl Drop for CastoreDaemon {
-    fn drop(&mut self) {
-        terminate(&mut self.child);
-    }
-}
-
-/// `snix-store daemon` with its embedded backends under `state` (or the
-/// castore daemon's), listening on `state/store.sock`.
-pub struct StoreDaemon {
+/// A gRPC daemon of ours — `snix-castore daemon` or `snix-store daemon` —
+/// with its embedded backends under `state`, listening on
+/// `state/<program>.sock` and logging to `state/<program>.log`, as the
+/// systemd units run them.
+pub struct GrpcDaemon {
+    program: &'static str,
     child: Child,
     pub state: PathBuf,
     pub socket: PathBuf,
     env: Vec<(&'static str, String)>,
 }
 
-impl StoreDaemon {
-    pub fn start(state: &Path) -> StoreDaemon {
-        Self::start_env(state, vec![])
+/// `snix-castore daemon` (see [`GrpcDaemon::start_castore`]).
+pub type CastoreDaemon = GrpcDaemon;
+/// `snix-store daemon` (see [`GrpcDaemon::start`]).
+pub type StoreDaemon = GrpcDaemon;
+
+impl GrpcDaemon {
+    /// `snix-store daemon`, castore embedded.
+    pub fn start(state: &Path) -> GrpcDaemon {
+        Self::spawn_new("snix-store", state, vec![])
     }
 
-    /// With the castore on a `snix-castore daemon` (the design's topology).
-    pub fn start_with_castore(state: &Path, castore: &CastoreDaemon) -> StoreDaemon {
-        Self::start_env(state, vec![("BLOB_SERVICE_ADDR", castore.addr()), ("DIRECTORY_SERVICE_ADDR", castore.addr())])
+    /// `snix-store daemon` with the castore on a `snix-castore daemon` (the
+    /// design's topology).
+    pub fn start_with_castore(state: &Path, castore: &GrpcDaemon) -> GrpcDaemon {
+        let env = vec![("BLOB_SERVICE_ADDR", castore.addr()), ("DIRECTORY_SERVICE_ADDR", castore.addr())];
+        Self::spawn_new("snix-store", state, env)
     }
 
-    fn start_env(state: &Path, env: Vec<(&'static str, String)>) -> StoreDaemon {
+    /// `snix-castore daemon`.
+    pub fn start_castore(state: &Path) -> GrpcDaemon {
+        Self::spawn_new("snix-castore", state, vec![])
+    }
+
+    fn spawn_new(program: &'static str, state: &Path, env: Vec<(&'static str, String)>) -> GrpcDaemon {
         std::fs::create_dir_all(state).unwrap();
-        let socket = state.join("store.sock");
-        let child = spawn_daemon("snix-store", state, &socket, "store-daemon.log", &env);
-        StoreDaemon { child, state: state.to_path_buf(), socket, env }
+        let socket = state.join(format!("{program}.sock"));
+        let child = Self::spawn(program, state, &socket, &env);
+        GrpcDaemon { program, child, state: state.to_path_buf(), socket, env }
+    }
+
+    fn spawn(program: &str, state: &Path, socket: &Path, env: &[(&str, String)]) -> Child {
+        let log = state.join(format!("{program}.log"));
+        let mut child = Command::new(bin(program))
+            .args(["daemon", "-l", socket.to_str().unwrap()])
+            .env("STATE_DIRECTORY", state)
+            .env("RUNTIME_DIRECTORY", state)
+            .env_remove("BLOB_SERVICE_ADDR")
+            .env_remove("DIRECTORY_SERVICE_ADDR")
+            .env_remove("PATH_INFO_SERVICE_ADDR")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+        wait_for(program, &mut child, &log, || std::os::unix::net::UnixStream::connect(socket).is_ok());
+        child
     }
 
     /// SIGKILL, then the same command again.
     pub fn kill9_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn_daemon("snix-store", &self.state, &self.socket, "store-daemon.log", &self.env);
+        self.child = Self::spawn(self.program, &self.state, &self.socket, &self.env);
     }
 
     pub fn addr(&self) -> String {
         format!("grpc+unix://{}", self.socket.display())
     }
 
-    /// `program` with the three service addresses pointing at this daemon.
+    /// The three service-address variables pointing at this daemon.
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        ["BLOB_SERVICE_ADDR", "DIRECTORY_SERVICE_ADDR", "PATH_INFO_SERVICE_ADDR"]
+            .into_iter()
+            .map(|k| (k.to_string(), self.addr()))
+            .collect()
+    }
+
+    /// `program` with the service addresses pointing at this daemon (and
+    /// the tests' Nix settings, for clients that run Nix).
     pub fn client(&self, program: &Path) -> Command {
         let mut c = Command::new(program);
-        let a = self.addr();
-        c.env("BLOB_SERVICE_ADDR", &a).env("DIRECTORY_SERVICE_ADDR", &a).env("PATH_INFO_SERVICE_ADDR", &a);
-        c.stdin(Stdio::null());
+        c.envs(self.client_env()).env("NIX_CONFIG", crate::judge::NIX_CONFIG).stdin(Stdio::null());
         c
     }
 
@@ -154,7 +143,7 @@ impl StoreDaemon {
     }
 }
 
-impl Drop for StoreDaemon {
+impl Drop for GrpcDaemon {
     fn drop(&mut self) {
         terminate(&mut self.child);
     }
@@ -179,9 +168,7 @@ impl NixDaemon {
         let mut command: Vec<std::ffi::OsString> = vec!["-l".into(), socket.into(), "--unix-listen-unlink".into()];
         command.extend(args.iter().map(Into::into));
         let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        for k in ["BLOB_SERVICE_ADDR", "DIRECTORY_SERVICE_ADDR", "PATH_INFO_SERVICE_ADDR"] {
-            env.push((k.into(), store.addr()));
-        }
+        env.extend(store.client_env());
         let child = Self::spawn(&command, &env, socket, &log);
         NixDaemon { child, socket: socket.to_path_buf(), log, command, env }
     }

@@ -3,15 +3,9 @@
 //! separate processes, filled by Debian's Nix 2.8 over the worker protocol,
 //! used as the lower store of a `local-overlay://` store with check-mount on.
 
-use integration_tests::judge::{build_closure, nix, nix_available, nix_stdout};
+use integration_tests::judge::{build_closure, nix, nix_available, nix_stdout, sorted_lines};
 use integration_tests::stack::{Mount, NixDaemon, StoreDaemon};
 use integration_tests::trixie;
-
-fn sorted_lines(s: &str) -> Vec<String> {
-    let mut v: Vec<String> = s.lines().map(str::to_string).collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn the_how_to_works_with_nix_2_26_and_check_mount_on() {

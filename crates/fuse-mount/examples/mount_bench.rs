@@ -25,6 +25,14 @@ fn drop_caches() {
     std::fs::write("/proc/sys/vm/drop_caches", "3").expect("dropping the page cache needs root");
 }
 
+/// Median of 3 runs of `f` on `p`, each after dropping the page cache.
+fn cold(f: impl Fn(&Path) -> Duration, p: &Path) -> Duration {
+    median3(|| {
+        drop_caches();
+        f(p)
+    })
+}
+
 fn median3(mut f: impl FnMut() -> Duration) -> Duration {
     let mut v = [f(), f(), f()];
     v.sort();
@@ -138,35 +146,13 @@ fn main() {
 
     println!("1 GiB file of /usr/lib binaries; tree of {entries} entries; daemon over a unix socket");
     println!("{:<34} {:>10} {:>10} {:>8}", "metric", "ours", "native", "ratio");
-    let cold_ours = median3(|| {
-        drop_caches();
-        read_all(&big_ours)
-    });
-    let cold_native = median3(|| {
-        drop_caches();
-        read_all(&big_native)
-    });
-    row("sequential read 1 GiB, cold", cold_ours, cold_native, "≥0.5x");
+    row("sequential read 1 GiB, cold", cold(read_all, &big_ours), cold(read_all, &big_native), "≥0.5x");
     read_all(&big_ours);
     read_all(&big_native);
     row("sequential read 1 GiB, warm", median3(|| read_all(&big_ours)), median3(|| read_all(&big_native)), "≥0.9x");
-    let rnd_ours = median3(|| {
-        drop_caches();
-        random_reads(&big_ours)
-    });
-    let rnd_native = median3(|| {
-        drop_caches();
-        random_reads(&big_native)
-    });
+    let (rnd_ours, rnd_native) = (cold(random_reads, &big_ours), cold(random_reads, &big_native));
     row(&format!("{RANDOM_READS} random 4 KiB reads, cold"), rnd_ours, rnd_native, "-");
-    let find_ours = median3(|| {
-        drop_caches();
-        find_ls(&tree_ours)
-    });
-    let find_native = median3(|| {
-        drop_caches();
-        find_ls(&data.join("tree"))
-    });
+    let (find_ours, find_native) = (cold(find_ls, &tree_ours), cold(find_ls, &data.join("tree")));
     row(&format!("find -ls over {entries} entries, cold"), find_ours, find_native, "≥0.5x (≤2x native time)");
     let status = std::fs::read_to_string(format!("/proc/{}/status", mount.pid())).unwrap();
     let rss = status.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("VmRSS: ?").to_string();

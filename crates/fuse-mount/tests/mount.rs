@@ -153,10 +153,10 @@ fn sixteen_threads_read_the_same_and_different_files() {
     let daemon = StoreDaemon::start(&tmp.path().join("state"));
     let paths = import_corpus(&daemon);
     let mount = Mount::start(&daemon, &tmp.path().join("mnt"), &["--threads", "8"]);
-    let big_orig = corpus::shared().iter().find(|p| p.ends_with("big-file")).unwrap().clone();
+    let big_orig = corpus::entry("big-file");
     let big = mount.dir.join(basename(corpus_path(&paths, "big-file")));
     let many = mount.dir.join(basename(corpus_path(&paths, "many-files")));
-    let many_orig = corpus::shared().iter().find(|p| p.ends_with("many-files")).unwrap().clone();
+    let many_orig = corpus::entry("many-files");
     let expected = std::fs::read(&big_orig).unwrap();
 
     std::thread::scope(|s| {
@@ -258,7 +258,7 @@ fn works_as_an_overlayfs_lower_layer() {
     let _guard = Unmount(merged.clone());
 
     let mixed = basename(corpus_path(&paths, "mixed-tree"));
-    let orig = corpus::shared().iter().find(|p| p.ends_with("mixed-tree")).unwrap();
+    let orig = corpus::entry("mixed-tree");
     let diff = Command::new("diff").args(["-r", "--no-dereference"]).arg(orig).arg(merged.join(mixed)).output().unwrap();
     assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stdout));
     // writes land in the upper layer; the lower one is untouched

@@ -3,12 +3,12 @@
 //! Nix made ingest and render back identically, and bad claims register
 //! nothing.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use integration_tests::corpus;
 use integration_tests::judge::{build_closure, nix, nix_available, nix_stdout, path_str};
+use integration_tests::stack::{bin, StoreDaemon};
 use nix_compat::content_address::ContentAddress;
 use nix_compat::hash::{sha256, NixHash};
 use nix_compat::store_path::StorePath;
@@ -17,35 +17,15 @@ use snix_castore::directoryservice::MemoryDirectoryService;
 use snix_store::pathinfoservice::{MemoryPathInfoService, PathInfoService};
 use snix_store::register::{add_nar, AddError, Claimed};
 
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
+/// `snix-store ARGS` against `d`.
+fn store_cmd(d: &StoreDaemon, args: &[&str]) -> Command {
+    let mut c = d.client(&bin("snix-store"));
+    c.args(args);
+    c
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_daemon() -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let (child, socket) = start_daemon_in(dir.path());
-    Daemon { child, socket, _dir: dir }
-}
-
-fn snix_store(d: &Daemon, args: &[&str]) -> std::process::Output {
-    let addr = format!("grpc+unix://{}", d.socket.display());
-    Command::new(env!("CARGO_BIN_EXE_snix-store"))
-        .args(args)
-        .env("BLOB_SERVICE_ADDR", &addr)
-        .env("DIRECTORY_SERVICE_ADDR", &addr)
-        .env("PATH_INFO_SERVICE_ADDR", &addr)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+fn snix_store(d: &StoreDaemon, args: &[&str]) -> std::process::Output {
+    store_cmd(d, args).output().unwrap()
 }
 
 fn sha256_of_cmd(out: &std::process::Output) -> [u8; 32] {
@@ -58,7 +38,8 @@ fn import_equals_nix_store_add_and_dump_equals_nix_store_dump() {
     if !nix_available("import_equals_nix_store_add_and_dump_equals_nix_store_dump") {
         return;
     }
-    let d = start_daemon();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = StoreDaemon::start(tmp.path());
     for entry in corpus::shared() {
         let out = snix_store(&d, &["import", path_str(entry)]);
         assert!(out.status.success(), "import {}: {}", entry.display(), String::from_utf8_lossy(&out.stderr));
@@ -204,37 +185,6 @@ async fn bad_claims_register_nothing() {
     assert!(registered(&m, &top).await);
 }
 
-fn start_daemon_in(dir: &std::path::Path) -> (Child, PathBuf) {
-    let socket = dir.join("run/snix-store.sock");
-    let _ = std::fs::remove_file(&socket);
-    let child = Command::new(env!("CARGO_BIN_EXE_snix-store"))
-        .args(["daemon", "-l", path_str(&socket)])
-        .env("STATE_DIRECTORY", dir.join("state"))
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(socket.exists(), "snix-store daemon did not come up");
-    (child, socket)
-}
-
-fn store_cmd(socket: &std::path::Path, args: &[&str]) -> Command {
-    let addr = format!("grpc+unix://{}", socket.display());
-    let mut c = Command::new(env!("CARGO_BIN_EXE_snix-store"));
-    c.args(args)
-        .env("BLOB_SERVICE_ADDR", &addr)
-        .env("DIRECTORY_SERVICE_ADDR", &addr)
-        .env("PATH_INFO_SERVICE_ADDR", &addr)
-        .env("NIX_CONFIG", integration_tests::judge::NIX_CONFIG)
-        .stdin(Stdio::null());
-    c
-}
-
 #[test]
 fn copy_of_a_real_closure_registers_dependencies_first_and_resumes() {
     if !nix_available("copy_of_a_real_closure_registers_dependencies_first_and_resumes") {
@@ -242,21 +192,21 @@ fn copy_of_a_real_closure_registers_dependencies_first_and_resumes() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let (top, dep) = build_closure(tmp.path());
-    let (mut child, socket) = start_daemon_in(tmp.path());
-    let out = store_cmd(&socket, &["copy", &top]).output().unwrap();
+    let d = StoreDaemon::start(&tmp.path().join("state"));
+    let out = store_cmd(&d, &["copy", &top]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for p in [&top, &dep] {
-        let dumped = store_cmd(&socket, &["dump", p]).output().unwrap();
+        let dumped = store_cmd(&d, &["dump", p]).output().unwrap();
         assert_eq!(sha256_of_cmd(&dumped), sha256(&nix(&["nix-store", "--dump", p]).stdout), "{p}");
         let ours: serde_json::Value =
-            serde_json::from_slice(&store_cmd(&socket, &["path-info", "--json", p]).output().unwrap().stdout).unwrap();
+            serde_json::from_slice(&store_cmd(&d, &["path-info", "--json", p]).output().unwrap().stdout).unwrap();
         let theirs: serde_json::Value = serde_json::from_str(&nix_stdout(&["nix", "path-info", "--json", p])).unwrap();
         for key in ["path", "narHash", "narSize", "references", "deriver", "ca"] {
             assert_eq!(ours[0][key], theirs[0][key], "{key} of {p}");
         }
     }
     // a second copy finds everything present
-    let out = store_cmd(&socket, &["copy", &top]).output().unwrap();
+    let out = store_cmd(&d, &["copy", &top]).output().unwrap();
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("copied 0 paths"),
         "{}",
@@ -266,10 +216,8 @@ fn copy_of_a_real_closure_registers_dependencies_first_and_resumes() {
     let json = nix_stdout(&["nix", "path-info", "--json", "-r", &top]);
     let file = tmp.path().join("closure.json");
     std::fs::write(&file, json).unwrap();
-    let out = store_cmd(&socket, &["copy", "--closure-json", path_str(&file)]).output().unwrap();
+    let out = store_cmd(&d, &["copy", "--closure-json", path_str(&file)]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,15 +233,13 @@ async fn kill_9_during_a_large_copy_loses_nothing_registered_and_copy_resumes() 
     let mut args = vec!["copy"];
     args.extend(paths.iter().map(String::as_str));
 
-    let (mut child, socket) = start_daemon_in(tmp.path());
-    let mut copy = store_cmd(&socket, &args).stderr(Stdio::null()).spawn().unwrap();
+    let mut d = StoreDaemon::start(&tmp.path().join("state"));
+    let mut copy = store_cmd(&d, &args).stderr(Stdio::null()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    child.kill().unwrap(); // SIGKILL, mid-copy
-    child.wait().unwrap();
+    d.kill9_and_restart(); // SIGKILL, mid-copy
     let _ = copy.wait();
 
-    let (mut child, socket) = start_daemon_in(tmp.path());
-    let addr = format!("grpc+unix://{}", socket.display());
+    let addr = d.addr();
     let infos = snix_store::pathinfoservice::from_addr(&addr).unwrap();
     let blobs = snix_castore::blobservice::from_addr(&addr).unwrap();
     let dirs = snix_castore::directoryservice::from_addr(&addr).unwrap();
@@ -303,14 +249,12 @@ async fn kill_9_during_a_large_copy_loses_nothing_registered_and_copy_resumes() 
         let nar = snix_store::nar::render_nar(Vec::new(), &info.node, &*blobs, &*dirs).await.unwrap();
         assert_eq!(sha256(&nar), info.nar_sha256, "{} renders completely", info.store_path);
     }
-    let out = store_cmd(&socket, &args).output().unwrap();
+    let out = store_cmd(&d, &args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("{} already present", registered.len())), "{stderr}");
     for p in &paths {
-        let dumped = store_cmd(&socket, &["dump", p]).output().unwrap();
+        let dumped = store_cmd(&d, &["dump", p]).output().unwrap();
         assert_eq!(sha256_of_cmd(&dumped), sha256(&nix(&["nix-store", "--dump", p]).stdout), "{p}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -268,177 +268,14 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
     }
 
     /// One operation, arguments already read.
+    /// One operation, arguments already read. Operations that read a
+    /// stream from the connection (or write one) are handled here, since
+    /// failing to finish that stream ends the connection; the rest are
+    /// answered by [`answer`](Self::answer).
     async fn handle(&mut self, req: Request) -> Result<(), ConnError> {
-        let m = minor(self.version);
         let mut w = WireWriter::new();
         let result: OpResult<()> = match req {
-            Request::SetOptions(_) => Ok(()),
-            Request::IsValidPath(p) => self.is_valid(&p).await.map(|v| {
-                w.bool(v);
-            }),
-            Request::QueryPathInfo(p) => match self.path_info(&p).await {
-                Ok(Some(i)) => {
-                    if m >= 17 {
-                        w.bool(true);
-                    }
-                    encode_unkeyed_path_info(&mut w, self.version, &to_wire_info(&i));
-                    Ok(())
-                }
-                Ok(None) if m >= 17 => {
-                    w.bool(false);
-                    Ok(())
-                }
-                Ok(None) => Err(format!("path '{p}' is not valid")),
-                Err(e) => Err(e),
-            },
-            Request::QueryValidPaths { paths, .. } => {
-                let mut valid = Vec::new();
-                let mut err = None;
-                for p in paths {
-                    match self.is_valid(&p).await {
-                        Ok(true) => valid.push(p),
-                        Ok(false) => {}
-                        Err(e) => {
-                            err = Some(e);
-                            break;
-                        }
-                    }
-                }
-                match err {
-                    Some(e) => Err(e),
-                    None => {
-                        w.paths(&valid);
-                        Ok(())
-                    }
-                }
-            }
-            Request::QueryAllValidPaths => self.all_infos().await.map(|all| {
-                w.paths(all.iter().map(|i| &i.store_path));
-            }),
-            Request::QueryReferrers(p) => self.all_infos().await.map(|all| {
-                w.paths(all.iter().filter(|i| i.references.contains(&p)).map(|i| &i.store_path));
-            }),
-            Request::QueryValidDerivers(p) => match self.path_info(&p).await {
-                Ok(Some(PathInfo { deriver: Some(d), .. })) => match self.is_valid(&d).await {
-                    Ok(true) => {
-                        w.paths([&d]);
-                        Ok(())
-                    }
-                    Ok(false) => {
-                        w.u64(0);
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                },
-                Ok(_) => {
-                    w.u64(0);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
-            Request::QueryDeriver(p) => self.path_info(&p).await.map(|i| {
-                w.opt_path(i.and_then(|i| i.deriver).as_ref());
-            }),
-            Request::QueryPathFromHashPart(h) => self.path_from_hash_part(&h).await.map(|p| {
-                w.opt_path(p.as_ref());
-            }),
-            Request::EnsurePath(p) | Request::AddTempRoot(p) => match self.is_valid(&p).await {
-                Ok(true) => {
-                    w.u64(1);
-                    Ok(())
-                }
-                Ok(false) => Err(format!("path '{p}' is not valid")),
-                Err(e) => Err(e),
-            },
-            Request::AddIndirectRoot(_) | Request::SyncWithGc | Request::OptimiseStore => {
-                w.u64(1);
-                Ok(())
-            }
-            Request::FindRoots => {
-                w.u64(0);
-                Ok(())
-            }
-            Request::QuerySubstitutablePathInfo(_) => {
-                w.u64(0);
-                Ok(())
-            }
-            Request::QuerySubstitutablePathInfos(_) | Request::QuerySubstitutablePaths(_) => {
-                w.u64(0);
-                Ok(())
-            }
-            Request::QueryDerivationOutputs(_) | Request::QueryDerivationOutputNames(_) => {
-                w.u64(0);
-                Ok(())
-            }
-            Request::QueryDerivationOutputMap(_) => {
-                w.u64(0);
-                Ok(())
-            }
-            Request::QueryRealisation(_) => {
-                w.u64(0);
-                Ok(())
-            }
-            Request::QueryMissing(paths) => {
-                let mut unknown = Vec::new();
-                let mut err = None;
-                for s in &paths {
-                    match DerivedPath::parse(s) {
-                        Ok(DerivedPath::Opaque(p)) => match self.is_valid(&p).await {
-                            Ok(true) => {}
-                            Ok(false) => unknown.push(p),
-                            Err(e) => err = Some(e),
-                        },
-                        Ok(DerivedPath::Built { drv, .. }) => unknown.push(drv),
-                        Err(e) => err = Some(e.to_string()),
-                    }
-                }
-                match err {
-                    Some(e) => Err(e),
-                    None => {
-                        w.u64(0).u64(0).paths(&unknown).u64(0).u64(0);
-                        Ok(())
-                    }
-                }
-            }
-            Request::BuildPaths { paths, .. } => match self.check_buildable(&paths).await {
-                Ok(()) => {
-                    w.u64(1);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
-            Request::BuildPathsWithResults { paths, .. } => match self.check_buildable(&paths).await {
-                Ok(()) => {
-                    w.u64(paths.len() as u64);
-                    for p in &paths {
-                        w.string(p);
-                        encode_build_result(&mut w, self.version, &BuildResult::status(BuildStatus::AlreadyValid, ""));
-                    }
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
-            Request::CollectGarbage => Err("garbage collection is not supported by this store".into()),
-            Request::VerifyStore { .. } => Err("verifying the store is not supported by this store".into()),
-            Request::RegisterDrvOutput(_) => Err("this store does not record realisations".into()),
-            Request::AddPermRoot { .. } => Err("this store does not keep GC roots".into()),
-            Request::AddSignatures { path, sigs } => self.add_signatures(&path, &sigs).await.map(|()| {
-                w.u64(1);
-            }),
-            Request::AddTextToStore { name, text, references } => {
-                let size = text.len() as u64;
-                let nar = flat_file_nar(std::io::Cursor::new(text), size);
-                let b = &self.backend;
-                add_content_addressed(nar, &name, CaMethod::Text, references, &*b.blobs, &*b.dirs, &*b.infos)
-                    .await
-                    .map(|i| {
-                        w.path(&i.store_path);
-                    })
-                    .map_err(|e| e.to_string())
-            }
-            Request::NarFromPath(p) => {
-                return self.nar_from_path(&p).await;
-            }
+            Request::NarFromPath(p) => return self.nar_from_path(&p).await,
             Request::AddToStore { name, method, references, .. } => {
                 let r = self.add_to_store(&name, &method, references).await?;
                 r.map(|i| encode_path_info(&mut w, self.version, &i.store_path, &to_wire_info(&i)))
@@ -451,6 +288,7 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
                 w.u64(1);
                 Ok(())
             }
+            other => self.answer(other, &mut w).await,
         };
         match result {
             Ok(()) => self.reply(w).await?,
@@ -458,6 +296,133 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
                 tracing::info!(user = %self.user, "operation failed: {msg}");
                 self.reply_error(&msg).await?
             }
+        }
+        Ok(())
+    }
+
+    /// An operation answered from its arguments alone: the reply goes to `w`.
+    async fn answer(&self, req: Request, w: &mut WireWriter) -> OpResult<()> {
+        match req {
+            Request::SetOptions(_) => {}
+            Request::IsValidPath(p) => {
+                w.bool(self.is_valid(&p).await?);
+            }
+            Request::QueryPathInfo(p) => {
+                let m = minor(self.version);
+                match self.path_info(&p).await? {
+                    Some(i) => {
+                        if m >= 17 {
+                            w.bool(true);
+                        }
+                        encode_unkeyed_path_info(w, self.version, &to_wire_info(&i));
+                    }
+                    None if m >= 17 => {
+                        w.bool(false);
+                    }
+                    None => return Err(format!("path '{p}' is not valid")),
+                }
+            }
+            Request::QueryValidPaths { paths, .. } => {
+                let mut valid = Vec::new();
+                for p in paths {
+                    if self.is_valid(&p).await? {
+                        valid.push(p);
+                    }
+                }
+                w.paths(&valid);
+            }
+            Request::QueryAllValidPaths => {
+                let all = self.all_infos().await?;
+                w.paths(all.iter().map(|i| &i.store_path));
+            }
+            Request::QueryReferrers(p) => {
+                let all = self.all_infos().await?;
+                w.paths(all.iter().filter(|i| i.references.contains(&p)).map(|i| &i.store_path));
+            }
+            Request::QueryValidDerivers(p) => {
+                let mut valid = Vec::new();
+                if let Some(d) = self.path_info(&p).await?.and_then(|i| i.deriver) {
+                    if self.is_valid(&d).await? {
+                        valid.push(d);
+                    }
+                }
+                w.paths(&valid);
+            }
+            Request::QueryDeriver(p) => {
+                let deriver = self.path_info(&p).await?.and_then(|i| i.deriver);
+                w.opt_path(deriver.as_ref());
+            }
+            Request::QueryPathFromHashPart(h) => {
+                w.opt_path(self.path_from_hash_part(&h).await?.as_ref());
+            }
+            Request::EnsurePath(p) | Request::AddTempRoot(p) => {
+                if !self.is_valid(&p).await? {
+                    return Err(format!("path '{p}' is not valid"));
+                }
+                w.u64(1);
+            }
+            Request::AddIndirectRoot(_) | Request::SyncWithGc | Request::OptimiseStore => {
+                w.u64(1);
+            }
+            // nothing to report: no GC roots, substitutes, derivation outputs or realisations here
+            Request::FindRoots
+            | Request::QuerySubstitutablePathInfo(_)
+            | Request::QuerySubstitutablePathInfos(_)
+            | Request::QuerySubstitutablePaths(_)
+            | Request::QueryDerivationOutputs(_)
+            | Request::QueryDerivationOutputNames(_)
+            | Request::QueryDerivationOutputMap(_)
+            | Request::QueryRealisation(_) => {
+                w.u64(0);
+            }
+            Request::QueryMissing(paths) => {
+                let mut unknown = Vec::new();
+                for s in &paths {
+                    match DerivedPath::parse(s).map_err(|e| e.to_string())? {
+                        DerivedPath::Opaque(p) => {
+                            if !self.is_valid(&p).await? {
+                                unknown.push(p);
+                            }
+                        }
+                        DerivedPath::Built { drv, .. } => unknown.push(drv),
+                    }
+                }
+                w.u64(0).u64(0).paths(&unknown).u64(0).u64(0);
+            }
+            Request::BuildPaths { paths, .. } => {
+                self.check_buildable(&paths).await?;
+                w.u64(1);
+            }
+            Request::BuildPathsWithResults { paths, .. } => {
+                self.check_buildable(&paths).await?;
+                w.u64(paths.len() as u64);
+                for p in &paths {
+                    w.string(p);
+                    encode_build_result(w, self.version, &BuildResult::status(BuildStatus::AlreadyValid, ""));
+                }
+            }
+            Request::CollectGarbage => return Err("garbage collection is not supported by this store".into()),
+            Request::VerifyStore { .. } => return Err("verifying the store is not supported by this store".into()),
+            Request::RegisterDrvOutput(_) => return Err("this store does not record realisations".into()),
+            Request::AddPermRoot { .. } => return Err("this store does not keep GC roots".into()),
+            Request::AddSignatures { path, sigs } => {
+                self.add_signatures(&path, &sigs).await?;
+                w.u64(1);
+            }
+            Request::AddTextToStore { name, text, references } => {
+                let size = text.len() as u64;
+                let nar = flat_file_nar(std::io::Cursor::new(text), size);
+                let b = &self.backend;
+                let info = add_content_addressed(nar, &name, CaMethod::Text, references, &*b.blobs, &*b.dirs, &*b.infos)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                w.path(&info.store_path);
+            }
+            Request::NarFromPath(_)
+            | Request::AddToStore { .. }
+            | Request::AddToStoreNar(_)
+            | Request::AddMultipleToStore { .. }
+            | Request::AddBuildLog(_) => unreachable!("streaming operations are handled by `handle`"),
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use integration_tests::judge::{build_closure, nix, nix_available, nix_cmd, nix_stdout, path_str};
+use integration_tests::judge::{build_closure, nix, nix_available, nix_cmd, nix_stdout, path_str, sorted_lines};
 use integration_tests::stack::{Mount, NixDaemon, StoreDaemon};
 use serde_json::Value;
 
@@ -51,12 +51,6 @@ fn path_infos(json: &str) -> Vec<Value> {
     out
 }
 
-fn lines(s: &str) -> Vec<String> {
-    let mut v: Vec<String> = s.lines().map(str::to_string).collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn nix_2_8_copies_queries_and_verifies_through_our_daemon() {
     if !nix_available("nix_2_8_copies_queries_and_verifies_through_our_daemon") {
@@ -75,7 +69,7 @@ fn nix_2_8_copies_queries_and_verifies_through_our_daemon() {
     let local = nix_stdout(&["nix", "path-info", "-r", "--json", &top]);
     assert_eq!(path_infos(&ours), path_infos(&local));
     let closure = nix_stdout(&["nix-store", "--store", &url, "-qR", &top]);
-    assert_eq!(lines(&closure), lines(&nix_stdout(&["nix-store", "-qR", &top])));
+    assert_eq!(sorted_lines(&closure), sorted_lines(&nix_stdout(&["nix-store", "-qR", &top])));
     // copying again: everything is already there
     nix(&["nix", "copy", "--no-check-sigs", "--to", &url, &top]);
 
@@ -90,7 +84,7 @@ fn nix_2_8_copies_queries_and_verifies_through_our_daemon() {
     nix(&["nix", "copy", "--no-check-sigs", "--from", &real, "--to", path_str(&fresh), &top]);
     nix(&["nix-store", "--store", path_str(&fresh), "--verify", "--check-contents"]);
     let copied = nix_stdout(&["nix-store", "--store", path_str(&fresh), "-qR", &top]);
-    assert_eq!(lines(&copied), lines(&closure));
+    assert_eq!(sorted_lines(&copied), sorted_lines(&closure));
 
     // --add-fixed (ops 1, 39) gives Nix's own path
     let file = tmp.path().join("fixed-input");
@@ -411,7 +405,7 @@ fn nix_2_26_handshakes_at_1_38_and_gets_the_same_answers() {
     assert!(parts[0].contains("Trusted: 1"), "root is trusted: {}", parts[0]);
     let local = nix_stdout(&["nix", "path-info", "-r", "--json", &top]);
     assert_eq!(path_infos(parts[1]), path_infos(&local));
-    assert_eq!(lines(parts[2]), lines(&nix_stdout(&["nix-store", "-qR", &top])));
+    assert_eq!(sorted_lines(parts[2]), sorted_lines(&nix_stdout(&["nix-store", "-qR", &top])));
     let log = std::fs::read_to_string(&daemon.log).unwrap();
     assert!(log.contains("protocol=1.38"), "Nix 2.26 speaks 1.38: {log}");
     let _ = std::fs::remove_dir_all(&host);

@@ -104,12 +104,23 @@ impl ChunkedReader {
             }
             keep
         });
-        for i in idx..=last {
+        self.fetch_missing(idx..=last);
+    }
+
+    /// Starts fetching each chunk of `range` that is neither held nor in flight.
+    fn fetch_missing(&mut self, range: std::ops::RangeInclusive<usize>) {
+        for i in range {
             if !self.inflight.contains_key(&i) && !self.recent.iter().any(|(r, _)| *r == i) {
                 let h = self.spawn_fetch(i);
                 self.inflight.insert(i, h);
             }
         }
+    }
+
+    /// Tops up the readahead after chunk `idx` without touching other fetches.
+    fn schedule_ahead(&mut self, idx: usize) {
+        let last = (idx + self.readahead).min(self.chunks.len() - 1);
+        self.fetch_missing(idx + 1..=last);
     }
 
     fn serve(&mut self, idx: usize, buf: &mut ReadBuf<'_>) -> bool {
@@ -162,19 +173,6 @@ impl AsyncRead for ChunkedReader {
         }
         self.serve(idx, buf);
         Poll::Ready(Ok(()))
-    }
-}
-
-impl ChunkedReader {
-    /// Tops up the readahead after chunk `idx` without touching other fetches.
-    fn schedule_ahead(&mut self, idx: usize) {
-        let last = (idx + self.readahead).min(self.chunks.len() - 1);
-        for i in idx + 1..=last {
-            if !self.inflight.contains_key(&i) && !self.recent.iter().any(|(r, _)| *r == i) {
-                let h = self.spawn_fetch(i);
-                self.inflight.insert(i, h);
-            }
-        }
     }
 }
 

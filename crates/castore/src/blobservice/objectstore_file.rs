@@ -17,6 +17,7 @@
 //! a journal commit per small file). Chunks are checked against their digest
 //! on every read: a corrupted chunk is reported, never served.
 
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -53,8 +54,6 @@ struct GroupSync {
     issued: AtomicU64,
     done: tokio::sync::Mutex<u64>,
 }
-
-use std::fs::File;
 
 impl GroupSync {
     async fn sync(self: &Arc<Self>) -> io::Result<()> {
