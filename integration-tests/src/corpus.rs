@@ -121,7 +121,10 @@ pub fn shared() -> &'static Vec<PathBuf> {
 
 /// The shared corpus entry called `name` (e.g. "big-file").
 pub fn entry(name: &str) -> &'static Path {
-    shared().iter().find(|p| p.file_name().is_some_and(|f| f == name)).unwrap_or_else(|| panic!("no corpus entry {name}"))
+    shared()
+        .iter()
+        .find(|p| p.file_name().is_some_and(|f| f == name))
+        .unwrap_or_else(|| panic!("no corpus entry {name}"))
 }
 
 /// A fresh, empty directory `target/<profile>/scratch/<name>-<pid>`.

@@ -211,10 +211,7 @@ impl Drop for NixDaemon {
 /// Whether `dir` is a mount point now.
 pub fn is_mounted(dir: &Path) -> bool {
     let dir = dir.to_str().unwrap();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(dir))
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.split(' ').nth(4) == Some(dir))
 }
 
 /// `snix-mount DIR ARGS…` against a store daemon.

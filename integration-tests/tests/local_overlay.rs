@@ -70,7 +70,8 @@ nix-store --add {i}/new --store "$S""#
     let added = parts[4].trim();
     let base = added.rsplit('/').next().unwrap();
     assert!(host.join("upper/nix/store").join(base).join("file").exists(), "{added} not in the upper layer");
-    let in_ours = store.client(&integration_tests::stack::bin("snix-store")).args(["path-info", added]).output().unwrap();
+    let in_ours =
+        store.client(&integration_tests::stack::bin("snix-store")).args(["path-info", added]).output().unwrap();
     assert!(!in_ours.status.success(), "{added} must not reach the lower store");
     drop(mount);
     let _ = std::fs::remove_dir_all(&host);

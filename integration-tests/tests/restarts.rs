@@ -67,6 +67,7 @@ fn each_daemon_killed_and_restarted_while_nix_uses_the_stack() {
     let real = format!("{url}?real={}", mount.dir.display());
     nix(&["nix-store", "--store", &real, "--verify-path", &big]);
     let theirs = Command::new("nix-store").arg("--dump").arg(&big).output().unwrap().stdout;
-    let ours = Command::new("nix-store").arg("--dump").arg(mount.dir.join(big.rsplit('/').next().unwrap())).output().unwrap();
+    let ours =
+        Command::new("nix-store").arg("--dump").arg(mount.dir.join(big.rsplit('/').next().unwrap())).output().unwrap();
     assert!(ours.stdout == theirs, "the big path's NAR through the mount differs");
 }

@@ -157,6 +157,9 @@ fn main() {
     let status = std::fs::read_to_string(format!("/proc/{}/status", mount.pid())).unwrap();
     let rss = status.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("VmRSS: ?").to_string();
     let hwm = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?").to_string();
-    println!("snix-mount after the walk: {} (peak {})", rss.split_whitespace().nth(1).unwrap_or("?").to_string() + " kB",
-        hwm.split_whitespace().nth(1).unwrap_or("?").to_string() + " kB");
+    println!(
+        "snix-mount after the walk: {} (peak {})",
+        rss.split_whitespace().nth(1).unwrap_or("?").to_string() + " kB",
+        hwm.split_whitespace().nth(1).unwrap_or("?").to_string() + " kB"
+    );
 }

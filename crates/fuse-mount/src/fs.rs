@@ -358,7 +358,9 @@ impl Filesystem for SnixFs {
         }
         let digest = match self.inodes.get(ino.0) {
             Some((Inode::Node(Node::File { digest, .. }), _)) => digest,
-            Some((Inode::Node(Node::Directory { .. }), _)) | Some((Inode::Root, _)) => return reply.error(Errno::EISDIR),
+            Some((Inode::Node(Node::Directory { .. }), _)) | Some((Inode::Root, _)) => {
+                return reply.error(Errno::EISDIR)
+            }
             Some(_) => return reply.error(Errno::EINVAL),
             None => return reply.error(Errno::ESTALE),
         };
@@ -442,11 +444,7 @@ impl Filesystem for SnixFs {
         }
         // a snapshot per open: offsets stay valid while paths are added
         let listing: Result<Vec<(Vec<u8>, Node)>, _> = self.rt.block_on(async {
-            self.infos
-                .list()
-                .map_ok(|info| (info.store_path.basename().into_bytes(), info.node))
-                .try_collect()
-                .await
+            self.infos.list().map_ok(|info| (info.store_path.basename().into_bytes(), info.node)).try_collect().await
         });
         match listing {
             Ok(listing) => {

@@ -65,7 +65,8 @@ fn mounted_paths_equal_the_originals() {
     }
     let tmp = tempfile::tempdir().unwrap();
     // real store paths: the corpus added by Nix, and a built closure
-    let mut paths: Vec<String> = corpus::shared().iter().map(|e| nix_stdout(&["nix-store", "--add", path_str(e)])).collect();
+    let mut paths: Vec<String> =
+        corpus::shared().iter().map(|e| nix_stdout(&["nix-store", "--add", path_str(e)])).collect();
     let (top, dep) = build_closure(tmp.path());
     paths.push(top.clone());
     let daemon = StoreDaemon::start(&tmp.path().join("state"));
@@ -123,7 +124,8 @@ fn root_lookups_and_listing() {
     std::fs::create_dir(&fresh).unwrap();
     std::fs::write(fresh.join("f"), b"late").unwrap();
     let (nar_hash, _) = nix_compat::nar::writer::nar_hash_path(&fresh).unwrap();
-    let expected = nix_compat::store_path::make_source_path("fresh", &nar_hash.sha256_digest().unwrap(), [], false).unwrap();
+    let expected =
+        nix_compat::store_path::make_source_path("fresh", &nar_hash.sha256_digest().unwrap(), [], false).unwrap();
     let e = std::fs::metadata(plain.dir.join(expected.basename())).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "not there yet: {e}");
     let late = daemon.snix_store(&["import", path_str(&fresh)]).trim().to_string();
@@ -259,7 +261,8 @@ fn works_as_an_overlayfs_lower_layer() {
 
     let mixed = basename(corpus_path(&paths, "mixed-tree"));
     let orig = corpus::entry("mixed-tree");
-    let diff = Command::new("diff").args(["-r", "--no-dereference"]).arg(orig).arg(merged.join(mixed)).output().unwrap();
+    let diff =
+        Command::new("diff").args(["-r", "--no-dereference"]).arg(orig).arg(merged.join(mixed)).output().unwrap();
     assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stdout));
     // writes land in the upper layer; the lower one is untouched
     std::fs::write(merged.join("new-file"), b"upper").unwrap();

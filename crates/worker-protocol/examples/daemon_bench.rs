@@ -23,7 +23,8 @@ const NIX_CONFIG: &str = "substituters =\nexperimental-features = nix-command\nb
 const CHAIN: usize = 2500;
 
 fn nix(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).env("NIX_CONFIG", NIX_CONFIG).stdin(Stdio::null()).output().unwrap();
+    let out =
+        Command::new(args[0]).args(&args[1..]).env("NIX_CONFIG", NIX_CONFIG).stdin(Stdio::null()).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }

@@ -142,7 +142,8 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     continue;
                 }
             };
-            let (backend, policy, trusted, allowed) = (backend.clone(), policy.clone(), trusted.clone(), allowed.clone());
+            let (backend, policy, trusted, allowed) =
+                (backend.clone(), policy.clone(), trusted.clone(), allowed.clone());
             tokio::spawn(async move {
                 let cred = match stream.peer_cred() {
                     Ok(c) => c,

@@ -90,9 +90,21 @@ pub enum Request {
     IsValidPath(StorePath),
     QueryReferrers(StorePath),
     /// ≥1.25: a framed stream with a NAR or flat bytes follows
-    AddToStore { name: String, method: String, references: Vec<StorePath>, repair: bool },
-    AddTextToStore { name: String, text: Vec<u8>, references: Vec<StorePath> },
-    BuildPaths { paths: Vec<String>, mode: u64 },
+    AddToStore {
+        name: String,
+        method: String,
+        references: Vec<StorePath>,
+        repair: bool,
+    },
+    AddTextToStore {
+        name: String,
+        text: Vec<u8>,
+        references: Vec<StorePath>,
+    },
+    BuildPaths {
+        paths: Vec<String>,
+        mode: u64,
+    },
     EnsurePath(StorePath),
     AddTempRoot(StorePath),
     AddIndirectRoot(String),
@@ -108,12 +120,21 @@ pub enum Request {
     QueryDerivationOutputNames(StorePath),
     QueryPathFromHashPart(String),
     QuerySubstitutablePathInfos(Vec<StorePath>),
-    QueryValidPaths { paths: Vec<StorePath>, substitute: bool },
+    QueryValidPaths {
+        paths: Vec<StorePath>,
+        substitute: bool,
+    },
     QuerySubstitutablePaths(Vec<StorePath>),
     QueryValidDerivers(StorePath),
     OptimiseStore,
-    VerifyStore { check_contents: bool, repair: bool },
-    AddSignatures { path: StorePath, sigs: Vec<String> },
+    VerifyStore {
+        check_contents: bool,
+        repair: bool,
+    },
+    AddSignatures {
+        path: StorePath,
+        sigs: Vec<String>,
+    },
     NarFromPath(StorePath),
     /// the NAR follows (framed at ≥1.23)
     AddToStoreNar(Box<AddToStoreNar>),
@@ -122,11 +143,20 @@ pub enum Request {
     RegisterDrvOutput(String),
     QueryRealisation(String),
     /// a framed stream of (path info, NAR) pairs follows
-    AddMultipleToStore { repair: bool, dont_check_sigs: bool },
+    AddMultipleToStore {
+        repair: bool,
+        dont_check_sigs: bool,
+    },
     /// a framed stream with the log follows
     AddBuildLog(StorePath),
-    BuildPathsWithResults { paths: Vec<String>, mode: u64 },
-    AddPermRoot { path: StorePath, gc_root: String },
+    BuildPathsWithResults {
+        paths: Vec<String>,
+        mode: u64,
+    },
+    AddPermRoot {
+        path: StorePath,
+        gc_root: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -257,7 +287,8 @@ pub async fn read_request<R: AsyncRead + Unpin>(op: u64, version: u64, r: &mut R
                 let ca = parse_opt_ca(&read_string(r).await?)?;
                 let repair = read_bool(r).await?;
                 let dont_check_sigs = read_bool(r).await?;
-                let info = WirePathInfo { deriver, nar_hash, references, registration_time, nar_size, ultimate, sigs, ca };
+                let info =
+                    WirePathInfo { deriver, nar_hash, references, registration_time, nar_size, ultimate, sigs, ca };
                 Request::AddToStoreNar(Box::new(AddToStoreNar { path, info, repair, dont_check_sigs }))
             }
             40 => Request::QueryMissing(read_derived_paths(r).await?),

@@ -262,7 +262,8 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
             return Ok(());
         }
         let claim = Self::claimed(path, info)?;
-        let info = add_nar(nar, claim, &*backend.blobs, &*backend.dirs, &*backend.infos).await.map_err(|e| e.to_string())?;
+        let info =
+            add_nar(nar, claim, &*backend.blobs, &*backend.dirs, &*backend.infos).await.map_err(|e| e.to_string())?;
         backend.remember(&info);
         Ok(())
     }
@@ -413,9 +414,10 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
                 let size = text.len() as u64;
                 let nar = flat_file_nar(std::io::Cursor::new(text), size);
                 let b = &self.backend;
-                let info = add_content_addressed(nar, &name, CaMethod::Text, references, &*b.blobs, &*b.dirs, &*b.infos)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let info =
+                    add_content_addressed(nar, &name, CaMethod::Text, references, &*b.blobs, &*b.dirs, &*b.infos)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 w.path(&info.store_path);
             }
             Request::NarFromPath(_)
@@ -441,9 +443,7 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
             match DerivedPath::parse(s).map_err(|e| e.to_string())? {
                 DerivedPath::Opaque(p) => {
                     if !self.is_valid(&p).await? {
-                        return Err(format!(
-                            "path '{p}' is not valid, and this store cannot build or substitute it"
-                        ));
+                        return Err(format!("path '{p}' is not valid, and this store cannot build or substitute it"));
                     }
                 }
                 DerivedPath::Built { drv, .. } => {

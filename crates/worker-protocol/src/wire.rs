@@ -114,7 +114,8 @@ pub async fn read_string_pairs<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<(S
 }
 
 pub fn parse_path(s: &str) -> Result<StorePath> {
-    StorePath::from_absolute_path(s.as_bytes()).map_err(|e| WireError::Invalid(format!("invalid store path {s:?}: {e}")))
+    StorePath::from_absolute_path(s.as_bytes())
+        .map_err(|e| WireError::Invalid(format!("invalid store path {s:?}: {e}")))
 }
 
 pub async fn read_path<R: AsyncRead + Unpin>(r: &mut R) -> Result<StorePath> {

@@ -163,7 +163,8 @@ fn untrusted_users_need_signatures_for_input_addressed_paths() {
     assert!(!out.status.success(), "an unsigned input-addressed path was accepted from an untrusted user");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lacks a signature by a trusted key"), "{err}");
-    let registered = store.client(&integration_tests::stack::bin("snix-store")).args(["path-info", &top]).output().unwrap();
+    let registered =
+        store.client(&integration_tests::stack::bin("snix-store")).args(["path-info", &top]).output().unwrap();
     assert!(!registered.status.success(), "nothing of the refused path may be registered");
     // the content-addressed dependency needs no signature
     let ca = store.client(&integration_tests::stack::bin("snix-store")).args(["path-info", &dep]).output().unwrap();

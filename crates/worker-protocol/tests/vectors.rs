@@ -210,9 +210,12 @@ fn status_number(name: &str) -> u64 {
 
 #[tokio::test]
 async fn build_results() {
-    for (name, version) in
-        [("build-result-1.27", 0x11b), ("build-result-1.28", 0x11c), ("build-result-1.29", 0x11d), ("build-result-1.37", 0x125)]
-    {
+    for (name, version) in [
+        ("build-result-1.27", 0x11b),
+        ("build-result-1.28", 0x11c),
+        ("build-result-1.29", 0x11d),
+        ("build-result-1.37", 0x125),
+    ] {
         let (bin, json) = vector("worker-protocol", name);
         let mut r = &bin[..];
         let mut w = WireWriter::new();

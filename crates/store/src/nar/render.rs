@@ -9,11 +9,11 @@ use futures::StreamExt;
 use futures::TryStreamExt;
 use nix_compat::nar::writer::AsyncNarWriter;
 use nix_compat::nar::{NarEvent, NarWriteError};
+use snix_castore::blobservice::BlobReader;
 use snix_castore::blobservice::BlobService;
 use snix_castore::directoryservice::DirectoryService;
 use snix_castore::{B3Digest, Directory, Error, Node};
 use thiserror::Error;
-use snix_castore::blobservice::BlobReader;
 use tokio::io::{AsyncReadExt, AsyncWrite};
 
 /// Files up to this size are read whole ahead of the writer; larger ones are
