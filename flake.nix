@@ -8,20 +8,6 @@
       systems = [ "x86_64-linux" "aarch64-linux" ];
       forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
-      # The whole workspace builds once; each binary is a package of its own.
-      workspace = pkgs: pkgs.rustPlatform.buildRustPackage {
-        pname = "snix-stack";
-        version = "0.1.0";
-        src = pkgs.lib.cleanSource ./.;
-        cargoLock.lockFile = ./Cargo.lock;
-        # the tests need the real Nix and root (FUSE, overlayfs); run by scripts/test.sh
-        doCheck = false;
-      };
-      binary = pkgs: ws: name: pkgs.runCommand name { meta.mainProgram = name; } ''
-        mkdir -p $out/bin
-        ln -s ${ws}/bin/${name} $out/bin/${name}
-      '';
-
       # the daemons as the modules deploy them, plus Nix with local-overlay
       machine = pkgs: { ... }: {
         imports = [ self.nixosModules.default ];
@@ -39,20 +25,10 @@
       };
     in
     {
-      packages = forAllSystems (pkgs:
-        let ws = workspace pkgs; in {
-          default = ws;
-          snix-stack = ws;
-          snix-castore = binary pkgs ws "snix-castore";
-          snix-store = binary pkgs ws "snix-store";
-          snix-mount = binary pkgs ws "snix-mount";
-          nix-daemon = binary pkgs ws "nix-daemon";
-        });
+      packages = forAllSystems (pkgs: import ./nixos-modules/packages.nix { inherit pkgs; });
 
-      nixosModules.default = { pkgs, lib, ... }: {
-        imports = [ ./nixos-modules ];
-        services.snix.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
-      };
+      # services.snix.package defaults to nixos-modules/packages.nix built with the system's nixpkgs
+      nixosModules.default = ./nixos-modules;
 
       checks = forAllSystems (pkgs:
         let

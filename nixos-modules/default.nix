@@ -4,7 +4,7 @@
 # clients reconnect.
 #
 #   castore → store → mount → our nix-daemon → overlay mount → Nix's daemon
-{ lib, ... }:
+{ lib, pkgs, ... }:
 {
   imports = [
     ./castore.nix
@@ -17,6 +17,8 @@
   options.services.snix = {
     package = lib.mkOption {
       type = lib.types.package;
+      default = (import ./packages.nix { inherit pkgs; }).default;
+      defaultText = lib.literalExpression "(import ./packages.nix { inherit pkgs; }).default";
       description = "The snix package (all binaries); each component's `package` defaults to it.";
     };
     runtimeDirectory = lib.mkOption {

@@ -6,6 +6,7 @@ let
   opts = import ./options.nix { inherit lib top; };
   store = config.services.snix.store;
   inherit (lib) mkOption mkEnableOption mkIf types escapeShellArgs optional optionals;
+  storeAddrs = import ./store-addrs.nix { inherit lib store; };
 in
 {
   options.services.snix.mount = {
@@ -40,6 +41,7 @@ in
       wantedBy = [ "multi-user.target" ];
       wants = optional store.enable "snix-store.socket";
       after = optional store.enable "snix-store.socket";
+      environment = storeAddrs;
       preStart = ''
         mkdir -p ${cfg.mountPoint}
         # a mount left by a killed instance: clear it
@@ -50,13 +52,12 @@ in
         ExecStart = "${cfg.package}/bin/snix-mount ${cfg.mountPoint} --threads ${toString cfg.threads} "
           + escapeShellArgs (optionals cfg.listRoot [ "--list-root" ] ++ optionals cfg.allowOther [ "--allow-other" ] ++ cfg.extraArgs);
         Restart = "on-failure";
-        # mounting needs /dev/fuse and CAP_SYS_ADMIN; nothing else
+        # mounting needs /dev/fuse and CAP_SYS_ADMIN; nothing else. No file
+        # system namespacing (PrivateTmp, Protect{Home,System,KernelModules,
+        # ControlGroups}, …): the unit would get its own mount namespace and
+        # its FUSE mount would never reach the host, nor the overlay.
         DeviceAllow = [ "/dev/fuse rw" ];
         NoNewPrivileges = true;
-        PrivateTmp = true;
-        ProtectHome = true;
-        ProtectKernelModules = true;
-        ProtectControlGroups = true;
         RestrictRealtime = true;
         LockPersonality = true;
         RestrictAddressFamilies = [ "AF_UNIX" ];

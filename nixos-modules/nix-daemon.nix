@@ -8,6 +8,7 @@ let
   store = config.services.snix.store;
   mount = config.services.snix.mount;
   inherit (lib) mkOption mkEnableOption mkIf types escapeShellArgs optional concatStringsSep;
+  storeAddrs = import ./store-addrs.nix { inherit lib store; };
 in
 {
   options.services.snix.nix-daemon = {
@@ -59,7 +60,7 @@ in
       wants = optional store.enable "snix-store.socket" ++ optional mount.enable "snix-mount.service";
       after = [ "snix-nix-daemon.socket" ] ++ optional store.enable "snix-store.socket"
         ++ optional mount.enable "snix-mount.service";
-      environment = {
+      environment = storeAddrs // {
         SNIX_TRUSTED_USERS = concatStringsSep " " cfg.trustedUsers;
         SNIX_ALLOWED_USERS = concatStringsSep " " cfg.allowedUsers;
         SNIX_REQUIRE_SIGS = lib.boolToString cfg.requireSigs;

@@ -20,6 +20,20 @@ fn on_path(cmd: &str) -> bool {
     std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file())).unwrap_or(false)
 }
 
+/// Reports a test that returns early because a prerequisite is missing:
+/// on stderr, and appended to `$SNIX_SKIP_LOG` when set, so that
+/// scripts/test.sh counts it as skipped rather than passed (cargo shows a
+/// passing test's stderr to nobody).
+pub fn skipped(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+    if let Some(log) = std::env::var_os("SNIX_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            let _ = writeln!(f, "SKIPPED {test}: {why}");
+        }
+    }
+}
+
 /// Whether the real Nix can be used. `false` only outside CI.
 pub fn nix_available(test: &str) -> bool {
     if on_path("nix-store") && on_path("nix") {
@@ -28,7 +42,7 @@ pub fn nix_available(test: &str) -> bool {
     if in_ci() {
         panic!("{test}: the real Nix (nix-bin) is required under CI=true but nix-store is not on PATH");
     }
-    eprintln!("SKIPPED {test}: nix-store not found (install nix-bin or run scripts/test.sh)");
+    skipped(test, "nix-store not found (install nix-bin or run scripts/test.sh)");
     false
 }
 

@@ -7,3 +7,4 @@ pub mod corpus;
 pub mod judge;
 pub mod stack;
 pub mod trixie;
+pub mod units;

@@ -29,20 +29,28 @@ pub fn chroot(test: &str) -> Option<&'static Path> {
         Ok(p) => Some(p.as_path()),
         Err(e) if crate::judge::in_ci() => panic!("{test}: no trixie chroot with Nix 2.26: {e}"),
         Err(e) => {
-            eprintln!("SKIPPED {test}: no trixie chroot with Nix 2.26: {e}");
+            crate::judge::skipped(test, &format!("no trixie chroot with Nix 2.26: {e}"));
             None
         }
     }
 }
 
-/// Runs `script` (sh) inside the chroot, in a private mount namespace with
-/// /proc and /dev mounted (gone when it ends). Host mounts made before —
-/// a FUSE mount inside the chroot — are visible.
+/// Runs `script` (sh) inside the chroot, in a private mount and PID
+/// namespace with /proc and /dev mounted: its mounts and any process it
+/// leaves behind are gone when it ends. Host mounts made before — a FUSE
+/// mount inside the chroot — are visible.
 pub fn run(root: &Path, script: &str) -> Output {
+    run_prepared(root, "", script)
+}
+
+/// Like [`run`], with `pre` (sh, `$R` is the chroot) run on the host side
+/// of the new namespaces first: bind mounts that only this run sees.
+pub fn run_prepared(root: &Path, pre: &str, script: &str) -> Output {
     Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-ec"])
-        .arg(r#"mount -t proc proc "$R/proc"; mount --rbind /dev "$R/dev"; exec chroot "$R" /bin/sh -ec "$SNIX_INNER""#)
+        .args(["--mount", "--propagation", "private", "--pid", "--fork", "sh", "-ec"])
+        .arg(r#"mount -t proc proc "$R/proc"; mount --rbind /dev "$R/dev"; eval "$SNIX_PRE"; exec chroot "$R" /bin/sh -ec "$SNIX_INNER""#)
         .env("R", root)
+        .env("SNIX_PRE", pre)
         .env("SNIX_INNER", script)
         .env("HOME", "/root")
         .env_remove("NIX_CONFIG")

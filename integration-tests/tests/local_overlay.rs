@@ -76,3 +76,121 @@ nix-store --add {i}/new --store "$S""#
     drop(mount);
     let _ = std::fs::remove_dir_all(&host);
 }
+
+/// The how-to's own lines, as written, inside the trixie chroot: its
+/// default paths (`/var/lib/snix`, `/path/to/mount`, `/tmp/snix-daemon.sock`,
+/// `/opt/nix`), its nix.conf line (check-mount off, no `real=`), Nix 2.26's
+/// own daemon with that store and a client with `store = daemon`. Two
+/// things differ, both outside our binaries:
+/// - `$(nix-build -A …)` stands for the build, done by cargo here (no
+///   nixpkgs on this machine): a shell function prints where it put them;
+/// - the how-to's overlay line cannot work as written (Linux refuses an
+///   upperdir without a workdir: "overlayfs: missing 'workdir'"; and at
+///   `/nix` the lower paths would show up as `/nix/<hash>-…`), so the
+///   overlay is mounted on `/nix/store`, upper `/opt/nix/store` — the
+///   layout the how-to's `store =` line describes.
+#[test]
+fn the_how_to_lines_run_as_written() {
+    let test = "the_how_to_lines_run_as_written";
+    if !nix_available(test) {
+        return;
+    }
+    let Some(root) = trixie::chroot(test) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (top, dep) = build_closure(tmp.path());
+    let (host, inside) = trixie::scratch(root, "verbatim");
+
+    // `snix-store daemon` inside keeps its data in /var/lib/snix: fill it
+    // from the host with Nix 2.8 through our daemons first.
+    let var_lib_snix = root.join("var/lib/snix");
+    let _ = std::fs::remove_dir_all(&var_lib_snix);
+    {
+        let store = StoreDaemon::start(&var_lib_snix);
+        let daemon = NixDaemon::start(&store, &host.join("fill.sock"), &[]);
+        nix(&["nix", "copy", "--no-check-sigs", "--to", &daemon.url(None), &top]);
+    }
+    std::fs::create_dir_all(host.join("new")).unwrap();
+    std::fs::write(host.join("new/file"), b"added through Nix's daemon\n").unwrap();
+    let bins = integration_tests::stack::bin("snix-store").parent().unwrap().to_path_buf();
+
+    // this run's own /nix, /run and /path, on the host side of its namespace
+    let pre = format!(
+        r#"mkdir -p "$R/snix-result/bin" "$R/nix" "$R/path" {h}/nix/store {h}/nix/var/nix {h}/path
+mount --bind {bins} "$R/snix-result/bin"
+mount --bind {h}/nix "$R/nix"
+mount --bind {h}/path "$R/path"
+mount -t tmpfs tmpfs "$R/run""#,
+        h = host.display(),
+        bins = bins.display(),
+    );
+    let i = inside.display();
+    let script = format!(
+        r#"wait_for() {{ n=0; until eval "$1"; do n=$((n+1)); [ $n -lt 300 ] || {{ echo "timed out: $1" >&2; cat {i}/*.log >&2; exit 1; }}; sleep 0.1; done; }}
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+nix-build() {{ echo /snix-result; }}
+mkdir -p /var/lib/snix /path/to/mount /opt/nix
+
+$(nix-build -A snix.snix-store)/bin/snix-store daemon --help | grep -q /var/lib/snix
+$(nix-build -A snix.snix-store)/bin/snix-store daemon 2>{i}/store.log &
+wait_for '[ -S /run/snix/snix-store.sock ]'
+$(nix-build -A snix.snix-store)/bin/snix-store mount /path/to/mount 2>{i}/mount.log &
+wait_for 'mountpoint -q /path/to/mount'
+$(nix-build -A snix.nix-daemon)/bin/nix-daemon -l /tmp/snix-daemon.sock \
+    --unix-listen-unlink 2>{i}/nix-daemon.log &
+wait_for '[ -S /tmp/snix-daemon.sock ]'
+unset -f nix-build
+
+mount --bind /nix /opt/nix
+mkdir -p /opt/nix/overlay-work
+mount -t overlay overlay -o lowerdir=/path/to/mount -o upperdir=/opt/nix/store -o workdir=/opt/nix/overlay-work /nix/store
+echo 'store = local-overlay://?state=/opt/nix/var/nix&upper-layer=/opt/nix/store&check-mount=false&lower-store=unix%3A%2F%2F%2Ftmp%2Fsnix-daemon.sock' >>{i}/nix.conf
+mount --bind {i}/nix.conf /etc/nix/nix.conf
+nix-daemon 2>{i}/nix-own-daemon.log &
+wait_for '[ -S /nix/var/nix/daemon-socket/socket ]'
+
+export NIX_CONFIG='store = daemon'
+nix-store -qR {top}; echo ===
+nix path-info --json --recursive {top}; echo ===
+nix store cat {dep}/data; echo; echo ===
+nix-store --verify --check-contents 2>&1; echo ===
+added=$(nix-store --add {i}/new); echo "$added"; echo ===
+built=$(nix-build --no-out-link -E 'derivation {{ name = "uses-lower"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "read x < ${{builtins.storePath "{dep}"}}/data; echo \"built from $x\" > $out" ]; }}')
+cat "$built"; echo ===
+for p in "$added" "$built"; do
+  [ -e "/opt/nix/store/${{p#/nix/store/}}" ] && echo "$p upper"
+  nix path-info --store unix:///tmp/snix-daemon.sock "$p" >/dev/null 2>&1 && echo "$p in lower" || true
+done
+"#
+    );
+    // the chroot's nix.conf plus the how-to's line, bound over /etc/nix/nix.conf in this run only
+    std::fs::copy(root.join("etc/nix/nix.conf"), host.join("nix.conf")).unwrap();
+    // bash, not the chroot's sh: the stand-in's name has a dash
+    std::fs::write(host.join("how-to.sh"), &script).unwrap();
+    let out = trixie::run_prepared(root, &pre, &format!("exec bash -eu {i}/how-to.sh"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("{stdout}");
+    let parts: Vec<&str> = stdout.split("===\n").collect();
+    assert_eq!(parts.len(), 7, "{stdout}");
+    assert_eq!(sorted_lines(parts[0]), sorted_lines(&nix_stdout(&["nix-store", "-qR", &top])));
+    let ours: serde_json::Value = serde_json::from_str(parts[1]).unwrap();
+    let theirs: serde_json::Value =
+        serde_json::from_str(&nix_stdout(&["nix", "path-info", "--json", "--recursive", &top])).unwrap();
+    for t in theirs.as_array().unwrap() {
+        let p = t["path"].as_str().unwrap();
+        for k in ["narHash", "narSize", "references"] {
+            assert_eq!(ours[p][k], t[k], "{p} {k}");
+        }
+    }
+    let data = std::fs::read_to_string(format!("{dep}/data")).unwrap();
+    assert_eq!(parts[2].trim(), data.trim());
+    assert!(!parts[3].contains("error"), "verify --check-contents: {}", parts[3]);
+    let added = parts[4].trim();
+    assert!(added.starts_with("/nix/store/") && added.ends_with("-new"), "{added}");
+    assert_eq!(parts[5].trim(), format!("built from {}", data.trim()));
+    // what Nix's daemon made is in the upper layer, and never reached our store
+    let placement = sorted_lines(parts[6]);
+    assert_eq!(placement.len(), 2, "{}", parts[6]);
+    assert!(placement.iter().all(|l| l.ends_with(" upper")), "{}", parts[6]);
+    let _ = std::fs::remove_dir_all(&host);
+}

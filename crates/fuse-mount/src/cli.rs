@@ -124,6 +124,19 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if let Err(e) = unmounter.unmount() {
                 tracing::error!(error = %e, "unmount failed");
             }
+            // The session ends when the kernel drops the file system. A copy
+            // of the mount in another mount namespace (a service started with
+            // PrivateTmp= under a private, non-shared root) keeps it alive:
+            // don't wait for that; exiting closes /dev/fuse, and such copies
+            // then fail with ENOTCONN.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+            while !serving.is_finished() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            if !serving.is_finished() {
+                tracing::warn!(mountpoint = %shown, "the mount is still in use in another mount namespace; exiting anyway");
+                return Ok(());
+            }
         }
         _ = done_rx => tracing::info!(mountpoint = %shown, "unmounted from outside"),
     }

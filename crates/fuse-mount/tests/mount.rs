@@ -294,3 +294,25 @@ fn sigterm_unmounts_and_a_stale_mount_is_reported() {
     let again = Mount::start(&daemon, &dir, &[]);
     assert!(again.stop().success());
 }
+
+/// A copy of the mount in another, private mount namespace (what a
+/// service with PrivateTmp= gets where / is not shared) keeps the file
+/// system alive after our unmount; SIGTERM must still end the process.
+#[test]
+fn sigterm_ends_the_process_while_another_namespace_holds_a_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let m = Mount::start(&daemon, &tmp.path().join("mnt"), &[]);
+    let mut holder =
+        Command::new("unshare").args(["--mount", "--propagation", "private", "sleep", "60"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let canon = m.dir.clone();
+    let start = std::time::Instant::now();
+    let status = m.stop();
+    let took = start.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(status.success(), "{status}");
+    assert!(took < std::time::Duration::from_secs(10), "SIGTERM took {took:?}");
+    assert!(!is_mounted(&canon));
+}
