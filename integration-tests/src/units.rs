@@ -42,6 +42,25 @@ const NAMESPACING: &[&str] = &[
     "MountFlags",
 ];
 
+/// `nixos-modules/` evaluated with `settings` (a Nix attribute set) by
+/// `nix/eval-units.nix`: services, sockets, fileSystems, tmpfiles,
+/// nixSettings, environment. Panics on an evaluation error or a failed
+/// assertion.
+pub fn evaluate_modules(settings: &str) -> Value {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("nix/eval-units.nix");
+    let out = crate::judge::nix_cmd("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(&file)
+        .args(["--arg", "settings", settings])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running nix-instantiate");
+    assert!(out.status.success(), "evaluating the modules: {}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["failedAssertions"], Value::Array(vec![]), "failed assertions");
+    json
+}
+
 /// The evaluated units of one configuration, living under `root` (a shared
 /// mount while this lives). Drop the services first.
 pub struct Units {
@@ -69,17 +88,7 @@ impl Units {
               {extra} }}"#,
             pkg = package.display(),
         );
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("nix/eval-units.nix");
-        let out = crate::judge::nix_cmd("nix-instantiate")
-            .args(["--eval", "--strict", "--json"])
-            .arg(&file)
-            .args(["--arg", "settings", &settings])
-            .stdin(Stdio::null())
-            .output()
-            .expect("running nix-instantiate");
-        assert!(out.status.success(), "evaluating the modules: {}", String::from_utf8_lossy(&out.stderr));
-        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(json["failedAssertions"], Value::Array(vec![]), "failed assertions");
+        let json = evaluate_modules(&settings);
         // systemd makes / a shared mount, so a namespaced unit's copies of
         // later mounts follow the host's unmounts; this machine's / is
         // private: make `root` a shared mount of its own to match.

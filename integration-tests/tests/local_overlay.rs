@@ -1,7 +1,8 @@
 //! The user's how-to (`local-overlay.md`) end to end, judged by Nix 2.26 in
 //! a Debian trixie chroot: our store daemon, snix-mount and nix-daemon as
 //! separate processes, filled by Debian's Nix 2.8 over the worker protocol,
-//! used as the lower store of a `local-overlay://` store with check-mount on.
+//! used as the lower store of a `local-overlay://` store with check-mount on
+//! — its URL and overlay options as the NixOS modules make them.
 
 use integration_tests::judge::{build_closure, nix, nix_available, nix_stdout, sorted_lines};
 use integration_tests::stack::{Mount, NixDaemon, StoreDaemon};
@@ -25,21 +26,35 @@ fn the_how_to_works_with_nix_2_26_and_check_mount_on() {
     let mount = Mount::start(&store, &host.join("mnt"), &["--allow-other"]);
     assert!(mount.dir.starts_with(root));
 
+    // the store URL and the overlay's options as the NixOS modules make them
     let i = inside.display();
-    let lower = format!("unix://{i}/nix-daemon.sock?real={i}/mnt");
-    let encoded: String = lower
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
+    let modules = integration_tests::units::evaluate_modules(&format!(
+        r#"{{ services.snix = {{
+            package = "/unused";
+            mount = {{ enable = true; mountPoint = "{i}/mnt"; }};
+            nix-daemon = {{ enable = true; socket = "{i}/nix-daemon.sock"; }};
+            localOverlay = {{ enable = true; root = "{i}/merged"; upperLayer = "{i}/upper/nix/store"; workDir = "{i}/work"; }};
+          }}; }}"#
+    ));
+    let store_url = modules["nixSettings"]["store"].as_str().unwrap().to_string();
+    let features = modules["nixSettings"]["experimental-features"].as_array().unwrap();
+    assert!(features.iter().any(|f| f == "local-overlay-store"), "{features:?}");
+    let overlay = &modules["fileSystems"][format!("{i}/merged/nix/store")];
+    assert_eq!(overlay["fsType"], "overlay");
+    let options: Vec<&str> = overlay["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .filter(|o| ["lowerdir=", "upperdir=", "workdir="].iter().any(|p| o.starts_with(p)))
         .collect();
-    let store_url = format!("local-overlay://?root={i}/merged&lower-store={encoded}&upper-layer={i}/upper/nix/store");
+    assert_eq!(options.len(), 3, "{overlay}");
+    let options = options.join(",");
     std::fs::create_dir_all(host.join("new")).unwrap();
     std::fs::write(host.join("new/file"), b"added through the overlay\n").unwrap();
     let script = format!(
         r#"mkdir -p {i}/upper/nix/store {i}/work {i}/merged/nix/store
-mount -t overlay overlay -o lowerdir={i}/mnt,upperdir={i}/upper/nix/store,workdir={i}/work {i}/merged/nix/store
+mount -t overlay overlay -o {options} {i}/merged/nix/store
 S='{store_url}'
 nix-store -qR {top} --store "$S"; echo ===
 nix path-info --json --recursive {top} --store "$S"; echo ===
