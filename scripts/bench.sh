@@ -34,9 +34,11 @@ function goal_of(m) {
     rest = ""; for (j = r + 1; j <= NF; j++) rest = rest " " $j
     goal = goal_of(metric)
     if (match(rest, /goal [^)]*/)) goal = substr(rest, RSTART + 5, RLENGTH - 5)
-    printf "| %-44s | %10s | %10s | %7s | %-12s |\n", metric, $(r - 2), $(r - 1), $r, goal
+    # ASCII, so that printf (which counts bytes) keeps the column aligned
+    gsub(/≥/, ">=", goal); gsub(/≤/, "<=", goal)
+    printf "| %-44s | %10s | %10s | %7s | %-28s |\n", metric, $(r - 2), $(r - 1), $r, goal
 }' "$out" | {
-    printf "| %-44s | %10s | %10s | %7s | %-12s |\n" metric ours baseline ratio goal
-    printf "|%s|%s|%s|%s|%s|\n" "----------------------------------------------" "------------" "------------" "---------" "--------------"
+    printf "| %-44s | %10s | %10s | %7s | %-28s |\n" metric ours baseline ratio goal
+    printf "|%s|%s|%s|%s|%s|\n" "----------------------------------------------" "------------" "------------" "---------" "------------------------------"
     cat
 }

@@ -142,6 +142,7 @@ pub async fn run_daemon(args: DaemonArgs) -> Result<(), Box<dyn std::error::Erro
 
     let listen = args.listen_address.unwrap_or_else(|| ListenAddr::Unix(dirs::castore_socket()));
     let listener = Listener::bind_or_activated(&listen, args.unix_socket_mode).await?;
+    listener.refuse_self_reference(&[("BLOB_SERVICE_ADDR", &blob_addr), ("DIRECTORY_SERVICE_ADDR", &dir_addr)])?;
     tracing::info!(listen = %listen, blobs = %blob_addr, directories = %dir_addr, "snix-castore ready");
     snix_cli_common::notify_ready();
     serve_until_signal(listener, router).await

@@ -54,6 +54,15 @@ impl proto::blob_service_server::BlobService for GrpcBlobServer {
 
     async fn read(&self, req: Request<proto::ReadBlobRequest>) -> Result<Response<Self::ReadStream>, Status> {
         let digest = digest_arg(&req.into_inner().digest)?;
+        // a chunk (or any blob held in one piece) goes out as slices of its
+        // buffer, not copied through a reader
+        if let Some(data) = self.svc.read_unchunked(&digest).await.map_err(io_to_status)? {
+            let len = data.len();
+            let messages = (0..len)
+                .step_by(READ_MESSAGE)
+                .map(move |off| Ok(proto::BlobChunk { data: data.slice(off..len.min(off + READ_MESSAGE)) }));
+            return Ok(Response::new(Box::pin(futures::stream::iter(messages))));
+        }
         let reader = self.svc.open_read(&digest).await.map_err(io_to_status)?;
         let Some(reader) = reader else { return Err(Status::not_found(format!("blob {digest}"))) };
         let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_MESSAGE).map(move |r| match r {

@@ -27,6 +27,8 @@ pub enum ListenError {
     InUse(String),
     #[error("systemd socket activation: {0}")]
     Activation(String),
+    #[error("{var}={addr} is this daemon's own socket: it would call itself forever. Unset it (embedded backends) or point it at another daemon")]
+    SelfReference { var: String, addr: String },
 }
 
 impl FromStr for ListenAddr {
@@ -122,6 +124,26 @@ impl Listener {
         }
     }
 
+    /// Refuses backend addresses (`(variable, address)`) that point back at
+    /// this listener: a daemon configured as its own backend would recurse
+    /// on every request until it runs out of memory.
+    pub fn refuse_self_reference(&self, backends: &[(&str, &str)]) -> Result<(), ListenError> {
+        let own: Vec<String> = match self {
+            Listener::Unix(l, path) => {
+                let p = path.clone().or_else(|| l.local_addr().ok()?.as_pathname().map(Path::to_path_buf));
+                p.into_iter().map(|p| format!("grpc+unix://{}", p.display())).collect()
+            }
+            Listener::Tcp(l) => l.local_addr().into_iter().map(|a| format!("grpc+http://{a}")).collect(),
+        };
+        for (var, addr) in backends {
+            let addr_no_query = addr.split('?').next().unwrap_or(addr).trim_end_matches('/');
+            if own.iter().any(|o| o == addr_no_query) {
+                return Err(ListenError::SelfReference { var: var.to_string(), addr: addr.to_string() });
+            }
+        }
+        Ok(())
+    }
+
     /// Serves a tonic router on this listener until `shutdown` resolves.
     pub async fn serve_tonic<F>(
         self,
@@ -189,6 +211,23 @@ async fn remove_stale_socket(path: &Path) -> Result<(), ListenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_backend_address_pointing_at_the_listener_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("d.sock");
+        let l = Listener::bind(&ListenAddr::Unix(sock.clone()), 0o600).await.unwrap();
+        let own = format!("grpc+unix://{}", sock.display());
+        let other = format!("grpc+unix://{}", dir.path().join("other.sock").display());
+        let err =
+            l.refuse_self_reference(&[("BLOB_SERVICE_ADDR", &other), ("DIRECTORY_SERVICE_ADDR", &own)]).unwrap_err();
+        assert!(err.to_string().starts_with("DIRECTORY_SERVICE_ADDR="), "{err}");
+        assert!(l.refuse_self_reference(&[("BLOB_SERVICE_ADDR", &other), ("X", "sled:///x")]).is_ok());
+        let tcp = Listener::bind(&ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()), 0).await.unwrap();
+        let Listener::Tcp(t) = &tcp else { panic!() };
+        let addr = format!("grpc+http://{}", t.local_addr().unwrap());
+        assert!(tcp.refuse_self_reference(&[("PATH_INFO_SERVICE_ADDR", &addr)]).is_err());
+    }
 
     #[test]
     fn parses_addresses() {

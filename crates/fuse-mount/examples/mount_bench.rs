@@ -153,7 +153,7 @@ fn main() {
     let (rnd_ours, rnd_native) = (cold(random_reads, &big_ours), cold(random_reads, &big_native));
     row(&format!("{RANDOM_READS} random 4 KiB reads, cold"), rnd_ours, rnd_native, "-");
     let (find_ours, find_native) = (cold(find_ls, &tree_ours), cold(find_ls, &data.join("tree")));
-    row(&format!("find -ls over {entries} entries, cold"), find_ours, find_native, "≥0.5x (≤2x native time)");
+    row(&format!("find -ls over {entries} entries, cold"), find_ours, find_native, "≥0.5x, i.e. ≤2x native time");
     let status = std::fs::read_to_string(format!("/proc/{}/status", mount.pid())).unwrap();
     let rss = status.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("VmRSS: ?").to_string();
     let hwm = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?").to_string();

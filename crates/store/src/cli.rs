@@ -154,6 +154,11 @@ pub async fn run_daemon(args: DaemonArgs) -> Result<(), Box<dyn std::error::Erro
 
     let listen = args.listen_address.unwrap_or_else(|| ListenAddr::Unix(dirs::store_socket()));
     let listener = Listener::bind_or_activated(&listen, args.unix_socket_mode).await?;
+    listener.refuse_self_reference(&[
+        ("BLOB_SERVICE_ADDR", &blob_addr),
+        ("DIRECTORY_SERVICE_ADDR", &dir_addr),
+        ("PATH_INFO_SERVICE_ADDR", &pi_addr),
+    ])?;
     tracing::info!(listen = %listen, blobs = %blob_addr, directories = %dir_addr, path_infos = %pi_addr, "snix-store daemon ready");
     snix_cli_common::notify_ready();
     serve_until_signal(listener, router).await

@@ -28,6 +28,10 @@ impl BlobService for MemoryBlobService {
         Ok(self.blobs.read().expect("poisoned").get(digest).cloned().map(bytes_reader))
     }
 
+    async fn read_unchunked(&self, digest: &B3Digest) -> io::Result<Option<Bytes>> {
+        Ok(self.blobs.read().expect("poisoned").get(digest).cloned())
+    }
+
     async fn open_write(&self) -> Box<dyn BlobWriter> {
         let blobs = self.blobs.clone();
         Box::new(ChannelWriter::spawn(16, move |mut rx| async move {

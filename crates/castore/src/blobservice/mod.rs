@@ -59,6 +59,14 @@ pub trait BlobService: Send + Sync + 'static {
     /// Opens the blob for reading; `None` if absent.
     async fn open_read(&self, digest: &B3Digest) -> io::Result<Option<Box<dyn BlobReader>>>;
 
+    /// The blob in one buffer, without copying, when the backend holds it
+    /// as one piece (in memory, or a single chunk it reads whole anyway);
+    /// `None` when it is absent or stored in chunks — use `open_read`.
+    /// Lets the gRPC server send a chunk without copying it again.
+    async fn read_unchunked(&self, _digest: &B3Digest) -> io::Result<Option<Bytes>> {
+        Ok(None)
+    }
+
     /// Starts a new blob.
     async fn open_write(&self) -> Box<dyn BlobWriter>;
 }
@@ -73,6 +81,9 @@ impl<T: BlobService + ?Sized> BlobService for Arc<T> {
     }
     async fn open_read(&self, digest: &B3Digest) -> io::Result<Option<Box<dyn BlobReader>>> {
         (**self).open_read(digest).await
+    }
+    async fn read_unchunked(&self, digest: &B3Digest) -> io::Result<Option<Bytes>> {
+        (**self).read_unchunked(digest).await
     }
     async fn open_write(&self) -> Box<dyn BlobWriter> {
         (**self).open_write().await

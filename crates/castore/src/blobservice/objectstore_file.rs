@@ -333,6 +333,13 @@ impl BlobService for ObjectStoreFileBlobService {
         }
     }
 
+    async fn read_unchunked(&self, digest: &B3Digest) -> io::Result<Option<Bytes>> {
+        Ok(match self.lookup(*digest, true).await? {
+            Some(Found::Whole(data)) => Some(data),
+            Some(Found::Chunked(_)) | None => None,
+        })
+    }
+
     async fn open_write(&self) -> Box<dyn BlobWriter> {
         let root = self.root.clone();
         let syncer = self.syncer.clone();
