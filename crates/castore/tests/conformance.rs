@@ -31,6 +31,7 @@ async fn blob_suite(svc: Arc<dyn BlobService>) {
     assert!(!svc.has(&missing).await.unwrap());
     assert!(svc.chunks(&missing).await.unwrap().is_none());
     assert!(svc.open_read(&missing).await.unwrap().is_none());
+    assert!(svc.read_unchunked(&missing).await.unwrap().is_none());
 
     // small and empty blobs
     for data in [&b"hello castore"[..], b""] {
@@ -39,6 +40,10 @@ async fn blob_suite(svc: Arc<dyn BlobService>) {
         assert!(svc.has(&d).await.unwrap());
         assert!(svc.chunks(&d).await.unwrap().is_some());
         assert_eq!(blobservice::read_to_vec(&*svc, &d).await.unwrap().unwrap(), data);
+        // when a backend hands out a blob in one piece, it is the blob
+        if let Some(whole) = svc.read_unchunked(&d).await.unwrap() {
+            assert_eq!(&whole[..], data);
+        }
     }
 
     // a large blob, written in odd-sized pieces
@@ -50,6 +55,9 @@ async fn blob_suite(svc: Arc<dyn BlobService>) {
     let d = w.close().await.unwrap();
     assert_eq!(d, B3Digest::of(&big));
     assert_eq!(blobservice::read_to_vec(&*svc, &d).await.unwrap().unwrap(), big);
+    if let Some(whole) = svc.read_unchunked(&d).await.unwrap() {
+        assert_eq!(&whole[..], &big[..]);
+    }
 
     // chunk list: sizes add up, every chunk is itself a readable blob
     let chunks = svc.chunks(&d).await.unwrap().unwrap();
@@ -281,4 +289,22 @@ async fn combinators_fill_near_on_miss() {
     assert_eq!(comb.get(&root.digest()).await.unwrap().unwrap(), root);
     assert!(near_d.get(&leaf.digest()).await.unwrap().is_some(), "the whole tree was fetched near");
     directory_suite(Arc::new(comb)).await;
+}
+
+/// The file store hands a chunk (and a blob that is one chunk) out whole,
+/// so the gRPC server sends it without copying; a chunked blob is read
+/// through `open_read`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_store_hands_out_single_chunks_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let svc = blobservice::from_addr(&format!("objectstore+file://{}", tmp.path().display())).unwrap();
+    let small = blobservice::put_bytes(&*svc, b"one chunk").await.unwrap();
+    assert_eq!(&svc.read_unchunked(&small).await.unwrap().unwrap()[..], b"one chunk");
+    let big = pseudo_random(5, 3 * 1024 * 1024);
+    let d = blobservice::put_bytes(&*svc, &big).await.unwrap();
+    assert!(svc.read_unchunked(&d).await.unwrap().is_none(), "a chunked blob is not one piece");
+    let chunks = svc.chunks(&d).await.unwrap().unwrap();
+    assert!(chunks.len() > 1);
+    let first = svc.read_unchunked(&chunks[0].digest).await.unwrap().unwrap();
+    assert_eq!(&first[..], &big[..chunks[0].size as usize]);
 }
