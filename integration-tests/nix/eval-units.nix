@@ -49,7 +49,9 @@ let
     escapeShellArgs = as: builtins.concatStringsSep " " (map escapeShellArg as);
   };
 
-  isOption = x: isAttrs x && x ? _type && x._type == "option";
+  # what mkOption, mkIf, mkMerge and mkOverride made
+  is = type: x: isAttrs x && x ? _type && x._type == type;
+  isOption = is "option";
 
   # NixOS options our modules define values for, declared loosely
   nixos = { lib, ... }: {
@@ -82,15 +84,15 @@ let
   # pushed down; a condition is read only where its content defines `path`
   # (as in nixpkgs: `config = mkIf cfg.enable …` may read other options)
   defsAt = path: c:
-    if isAttrs c && c ? _type && c._type == "if" then
+    if is "if" c then
       (let inner = defsAt path c.content; in if length inner == 0 || !c.condition then [ ] else inner)
-    else if isAttrs c && c ? _type && c._type == "merge" then concatMap (defsAt path) c.contents
+    else if is "merge" c then concatMap (defsAt path) c.contents
     else if path == [ ] then [ c ]
     else if isAttrs c && !(c ? _type) && c ? ${head path} then defsAt (tail path) c.${head path}
     else [ ];
 
-  priority = d: if isAttrs d && d ? _type && d._type == "override" then d.priority else 100;
-  strip = d: if isAttrs d && d ? _type && d._type == "override" then strip d.content else d;
+  priority = d: if is "override" d then d.priority else 100;
+  strip = d: if is "override" d then strip d.content else d;
   # lists concatenate, attribute sets merge per name, equal values agree
   mergeValues = path: a: b:
     if isList a && isList b then a ++ b
@@ -113,8 +115,8 @@ let
 
   # every definition must land on a declared option
   checkDefined = path: tree: c:
-    if isAttrs c && c ? _type && c._type == "if" then checkDefined path tree c.content
-    else if isAttrs c && c ? _type && c._type == "merge" then concatMap (checkDefined path tree) c.contents
+    if is "if" c then checkDefined path tree c.content
+    else if is "merge" c then concatMap (checkDefined path tree) c.contents
     else if isOption tree then [ ]
     else if isAttrs c && !(c ? _type) then
       concatMap (n: if tree ? ${n} then checkDefined (path ++ [ n ]) tree.${n} c.${n} else [ (builtins.concatStringsSep "." (path ++ [ n ])) ]) (attrNames c)

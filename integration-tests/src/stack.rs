@@ -28,8 +28,14 @@ fn wait_for(what: &str, child: &mut Child, log: &Path, mut ready: impl FnMut() -
 }
 
 fn terminate(child: &mut Child) {
+    signal_and_wait(child, libc::SIGTERM);
+}
+
+/// Sends `signal` to a still-running child and waits for it to end; after
+/// 15 s, SIGKILL (as systemd's stop timeout does).
+pub fn signal_and_wait(child: &mut Child, signal: i32) {
     if let Ok(None) = child.try_wait() {
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(child.id() as i32, signal) };
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(15) {
             if let Ok(Some(_)) = child.try_wait() {
@@ -37,6 +43,7 @@ fn terminate(child: &mut Child) {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        eprintln!("pid {}: still running 15 s after signal {signal}: SIGKILL", child.id());
         let _ = child.kill();
         let _ = child.wait();
     }

@@ -259,17 +259,7 @@ impl Service {
 
     fn stop(&mut self, signal: i32) {
         if let Some(mut child) = self.child.take() {
-            unsafe { libc::kill(child.id() as i32, signal) };
-            let start = Instant::now();
-            while child.try_wait().ok().flatten().is_none() {
-                if start.elapsed() > Duration::from_secs(15) {
-                    eprintln!("{}: still running 15 s after signal {signal}: SIGKILL", self.name);
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            crate::stack::signal_and_wait(&mut child, signal);
         }
     }
 

@@ -4,20 +4,61 @@
 //! used as the lower store of a `local-overlay://` store with check-mount on
 //! — its URL and overlay options as the NixOS modules make them.
 
+use std::path::{Path, PathBuf};
+
 use integration_tests::judge::{build_closure, nix, nix_available, nix_stdout, sorted_lines};
 use integration_tests::stack::{Mount, NixDaemon, StoreDaemon};
 use integration_tests::trixie;
 
-#[test]
-fn the_how_to_works_with_nix_2_26_and_check_mount_on() {
-    let test = "the_how_to_works_with_nix_2_26_and_check_mount_on";
+/// What both scenarios start from: the chroot, a closure built by Nix 2.8
+/// (`top` depends on `dep`) and a scratch directory inside the chroot.
+struct Scenario {
+    root: &'static Path,
+    /// holds the closure's sources; lives as long as the test
+    tmp: tempfile::TempDir,
+    top: String,
+    dep: String,
+    host: PathBuf,
+    inside: PathBuf,
+}
+
+fn scenario(test: &str, scratch: &str) -> Option<Scenario> {
     if !nix_available(test) {
-        return;
+        return None;
     }
-    let Some(root) = trixie::chroot(test) else { return };
+    let root = trixie::chroot(test)?;
     let tmp = tempfile::tempdir().unwrap();
     let (top, dep) = build_closure(tmp.path());
-    let (host, inside) = trixie::scratch(root, "overlay");
+    let (host, inside) = trixie::scratch(root, scratch);
+    Some(Scenario { root, tmp, top, dep, host, inside })
+}
+
+/// The first four answers of Nix 2.26 through the overlay — `-qR`,
+/// `path-info --json --recursive`, `store cat DEP/data`, `--verify
+/// --check-contents` — against what Nix 2.8 recorded for the same closure.
+fn assert_same_as_nix_2_8(answers: &[&str], top: &str, dep: &str) {
+    assert_eq!(sorted_lines(answers[0]), sorted_lines(&nix_stdout(&["nix-store", "-qR", top])));
+    let ours: serde_json::Value = serde_json::from_str(answers[1]).unwrap();
+    let theirs: serde_json::Value =
+        serde_json::from_str(&nix_stdout(&["nix", "path-info", "--json", "--recursive", top])).unwrap();
+    for t in theirs.as_array().unwrap() {
+        let p = t["path"].as_str().unwrap();
+        for k in ["narHash", "narSize", "references"] {
+            assert_eq!(ours[p][k], t[k], "{p} {k}");
+        }
+    }
+    // file bytes through overlay and FUSE
+    assert_eq!(answers[2].trim(), std::fs::read_to_string(format!("{dep}/data")).unwrap().trim());
+    assert!(!answers[3].contains("error"), "verify --check-contents: {}", answers[3]);
+}
+
+#[test]
+fn the_how_to_works_with_nix_2_26_and_check_mount_on() {
+    let Some(Scenario { root, tmp, top, dep, host, inside }) =
+        scenario("the_how_to_works_with_nix_2_26_and_check_mount_on", "overlay")
+    else {
+        return;
+    };
 
     // the seed's daemons, on the host
     let store = StoreDaemon::start(&tmp.path().join("state"));
@@ -66,21 +107,7 @@ nix-store --add {i}/new --store "$S""#
     eprintln!("{out}");
     let parts: Vec<&str> = out.split("===\n").collect();
     assert_eq!(parts.len(), 5, "{out}");
-    assert_eq!(sorted_lines(parts[0]), sorted_lines(&nix_stdout(&["nix-store", "-qR", &top])));
-    // path infos equal what Nix 2.8 recorded
-    let ours: serde_json::Value = serde_json::from_str(parts[1]).unwrap();
-    let theirs: serde_json::Value =
-        serde_json::from_str(&nix_stdout(&["nix", "path-info", "--json", "--recursive", &top])).unwrap();
-    for t in theirs.as_array().unwrap() {
-        let p = t["path"].as_str().unwrap();
-        let o = &ours[p];
-        for k in ["narHash", "narSize", "references"] {
-            assert_eq!(o[k], t[k], "{p} {k}");
-        }
-    }
-    // file bytes through overlay and FUSE
-    assert_eq!(parts[2].trim(), std::fs::read_to_string(format!("{dep}/data")).unwrap().trim());
-    assert!(!parts[3].contains("error"), "verify --check-contents: {}", parts[3]);
+    assert_same_as_nix_2_8(&parts, &top, &dep);
     // a new path lands in the upper layer only
     let added = parts[4].trim();
     let base = added.rsplit('/').next().unwrap();
@@ -106,14 +133,11 @@ nix-store --add {i}/new --store "$S""#
 ///   layout the how-to's `store =` line describes.
 #[test]
 fn the_how_to_lines_run_as_written() {
-    let test = "the_how_to_lines_run_as_written";
-    if !nix_available(test) {
+    let Some(Scenario { root, tmp: _tmp, top, dep, host, inside }) =
+        scenario("the_how_to_lines_run_as_written", "verbatim")
+    else {
         return;
-    }
-    let Some(root) = trixie::chroot(test) else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let (top, dep) = build_closure(tmp.path());
-    let (host, inside) = trixie::scratch(root, "verbatim");
+    };
 
     // `snix-store daemon` inside keeps its data in /var/lib/snix: fill it
     // from the host with Nix 2.8 through our daemons first.
@@ -187,19 +211,8 @@ done
     eprintln!("{stdout}");
     let parts: Vec<&str> = stdout.split("===\n").collect();
     assert_eq!(parts.len(), 7, "{stdout}");
-    assert_eq!(sorted_lines(parts[0]), sorted_lines(&nix_stdout(&["nix-store", "-qR", &top])));
-    let ours: serde_json::Value = serde_json::from_str(parts[1]).unwrap();
-    let theirs: serde_json::Value =
-        serde_json::from_str(&nix_stdout(&["nix", "path-info", "--json", "--recursive", &top])).unwrap();
-    for t in theirs.as_array().unwrap() {
-        let p = t["path"].as_str().unwrap();
-        for k in ["narHash", "narSize", "references"] {
-            assert_eq!(ours[p][k], t[k], "{p} {k}");
-        }
-    }
+    assert_same_as_nix_2_8(&parts, &top, &dep);
     let data = std::fs::read_to_string(format!("{dep}/data")).unwrap();
-    assert_eq!(parts[2].trim(), data.trim());
-    assert!(!parts[3].contains("error"), "verify --check-contents: {}", parts[3]);
     let added = parts[4].trim();
     assert!(added.starts_with("/nix/store/") && added.ends_with("-new"), "{added}");
     assert_eq!(parts[5].trim(), format!("built from {}", data.trim()));
