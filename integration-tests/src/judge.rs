@@ -1,7 +1,9 @@
 //! Running the real Nix, which judges our formats and protocols.
 //!
-//! Outside CI a missing Nix skips a test with a loud message; under
-//! `CI=true` it fails the test, so nothing silently passes there.
+//! Tests that need Nix are `#[ignore = "needs nix"]`: a plain `cargo test`
+//! reports them as ignored; the test command runs them (`--include-ignored`)
+//! and there a missing Nix fails them ([`require_nix`]) — a count never
+//! lies.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -12,38 +14,16 @@ use std::process::{Command, Output, Stdio};
 pub const NIX_CONFIG: &str =
     "substituters =\nexperimental-features = nix-command\nrequire-sigs = true\nbuild-users-group =\nsandbox = false\n";
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
-}
-
 fn on_path(cmd: &str) -> bool {
     std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file())).unwrap_or(false)
 }
 
-/// Reports a test that returns early because a prerequisite is missing:
-/// on stderr, and appended to `$SNIX_SKIP_LOG` when set, so that
-/// scripts/test.sh counts it as skipped rather than passed (cargo shows a
-/// passing test's stderr to nobody).
-pub fn skipped(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: {why}");
-    if let Some(log) = std::env::var_os("SNIX_SKIP_LOG") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-            let _ = writeln!(f, "SKIPPED {test}: {why}");
-        }
-    }
-}
-
-/// Whether the real Nix can be used. `false` only outside CI.
-pub fn nix_available(test: &str) -> bool {
-    if on_path("nix-store") && on_path("nix") {
-        return true;
-    }
-    if in_ci() {
-        panic!("{test}: the real Nix (nix-bin) is required under CI=true but nix-store is not on PATH");
-    }
-    skipped(test, "nix-store not found (install nix-bin or run scripts/test.sh)");
-    false
+/// Fails the test unless the real Nix is on PATH.
+pub fn require_nix() {
+    assert!(
+        on_path("nix-store") && on_path("nix"),
+        "this test needs the real Nix: `apt-get install nix-bin`, or run scripts/test.sh (which installs it)"
+    );
 }
 
 /// Runs a Nix command, panicking with its stderr if it fails.

@@ -6,25 +6,19 @@
 //! upgraded one unit at a time, and downgraded in reverse. After every step
 //! Nix 2.8 copies one more path in, and every path copied so far still
 //! verifies through the mount.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
-use integration_tests::judge::{build_closure, in_ci, nix, nix_available, nix_cmd, nix_stdout, path_str, skipped};
+use integration_tests::judge::{build_closure, nix, nix_cmd, nix_stdout, path_str, require_nix};
 use integration_tests::units::Units;
 
-fn previous_release(test: &str) -> Option<PathBuf> {
-    if let Ok(why) = std::env::var("SNIX_PREVIOUS_RELEASE_UNAVAILABLE") {
-        skipped(test, &format!("no previous release: {why}"));
-        return None;
-    }
-    match std::env::var_os("SNIX_PREVIOUS_RELEASE_BIN") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None if in_ci() => panic!("{test}: SNIX_PREVIOUS_RELEASE_BIN is not set (scripts/test.sh sets it)"),
-        None => {
-            skipped(test, "set SNIX_PREVIOUS_RELEASE_BIN=$(bash scripts/previous-release.sh) to run it");
-            None
-        }
-    }
+/// The previous release's binaries; the test fails without them.
+fn previous_release() -> PathBuf {
+    let dir = std::env::var_os("SNIX_PREVIOUS_RELEASE_BIN").expect(
+        "this test needs the previous release: SNIX_PREVIOUS_RELEASE_BIN=$(bash scripts/previous-release.sh) (scripts/test.sh sets it)",
+    );
+    PathBuf::from(dir)
 }
 
 /// Nix 2.8 adds a new path (named after `step`) and copies it in through
@@ -48,12 +42,10 @@ fn check(tmp: &Path, copied: &mut Vec<String>, step: &str) {
 }
 
 #[test]
+#[ignore = "needs nix, root, /dev/fuse and the previous release"]
 fn a_rolling_upgrade_and_downgrade_keeps_every_path() {
-    let test = "a_rolling_upgrade_and_downgrade_keeps_every_path";
-    if !nix_available(test) {
-        return;
-    }
-    let Some(previous) = previous_release(test) else { return };
+    require_nix();
+    let previous = previous_release();
     let old = previous.parent().unwrap().to_path_buf();
     for b in ["snix-castore", "snix-store", "snix-mount", "nix-daemon"] {
         assert!(old.join("bin").join(b).is_file(), "{b} missing in {}", previous.display());

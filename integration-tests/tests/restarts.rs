@@ -3,19 +3,18 @@
 //! activation and sd_notify): each killed with SIGKILL and restarted in turn
 //! while Nix keeps using the stack — queries recover, nothing committed is
 //! lost, an interrupted copy completes on retry.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 
 use integration_tests::corpus;
-use integration_tests::judge::{build_closure, nix, nix_available, nix_cmd, nix_stdout, path_str};
+use integration_tests::judge::{build_closure, nix, nix_cmd, nix_stdout, path_str, require_nix};
 use integration_tests::units::Units;
 
 #[test]
+#[ignore = "needs nix, root and /dev/fuse"]
 fn each_daemon_killed_and_restarted_while_nix_uses_the_stack() {
-    let test = "each_daemon_killed_and_restarted_while_nix_uses_the_stack";
-    if !nix_available(test) {
-        return;
-    }
+    require_nix();
     let tmp = tempfile::tempdir().unwrap();
     let (top, _) = build_closure(tmp.path());
     let units = Units::evaluate(tmp.path(), &Units::this_build(tmp.path()), "");

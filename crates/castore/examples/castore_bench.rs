@@ -10,14 +10,16 @@
 //!   bytes as a blob over the unix-socket gRPC API (goal ≥ 0.8×);
 //! - dedup: bytes on disk for 5 copies of a tree of large files with small
 //!   scattered edits / 5 × the tree's size (goal ≤ 0.3×).
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use snix_castore::blobservice::{self, BlobService};
-use snix_castore::directoryservice::{self, DirectoryService};
+use snix_castore::blobservice::BlobService;
+use snix_castore::composition;
+use snix_castore::directoryservice::DirectoryService;
 use snix_castore::import::ingest_path;
 use tokio::io::AsyncReadExt;
 
@@ -39,8 +41,8 @@ fn tree_bytes(p: &Path) -> u64 {
 fn stores(root: &Path) -> (Arc<dyn BlobService>, Arc<dyn DirectoryService>) {
     let _ = std::fs::remove_dir_all(root);
     (
-        blobservice::from_addr(&format!("objectstore+file://{}", root.join("blobs").display())).unwrap(),
-        directoryservice::from_addr(&format!("sled://{}", root.join("dirs").display())).unwrap(),
+        composition::blob_service(&format!("objectstore+file://{}", root.join("blobs").display())).unwrap(),
+        composition::directory_service(&format!("sled://{}", root.join("dirs").display())).unwrap(),
     )
 }
 
@@ -121,7 +123,7 @@ async fn main() {
             .await
             .unwrap()
     });
-    let client = blobservice::from_addr(&format!("grpc+unix://{}", socket.display())).unwrap();
+    let client = composition::blob_service(&format!("grpc+unix://{}", socket.display())).unwrap();
     let mut buf = vec![0u8; 1 << 20];
     let mut grpc_t = Vec::new();
     let mut file_t = Vec::new();

@@ -86,7 +86,7 @@ async fn upload(blobs: &dyn BlobService, path: &Path, size: u64) -> Result<crate
         return Err(IngestError::FileChanged { path: path.to_path_buf(), expected: size, got: copied });
     }
     w.flush().await.map_err(io)?;
-    Ok(w.close().await.map_err(io)?)
+    w.close().await.map_err(io)
 }
 
 /// Ingests the tree at `path` and returns its root node. Every blob and

@@ -9,7 +9,7 @@
 
 pub mod blobservice;
 pub mod channel;
-pub mod cli;
+pub mod composition;
 pub mod digest;
 pub mod directory;
 pub mod directoryservice;

@@ -1,11 +1,13 @@
 //! Bad input over gRPC: each gets a clear status, and the daemon keeps
 //! serving other clients throughout.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use snix_castore::blobservice::{self, BlobService, ObjectStoreFileBlobService};
-use snix_castore::directoryservice::{self, DirectoryService, SledDirectoryService};
+use snix_castore::composition;
+use snix_castore::directoryservice::{DirectoryService, SledDirectoryService};
 use snix_castore::proto::blob_service_client::BlobServiceClient;
 use snix_castore::proto::directory_service_client::DirectoryServiceClient;
 use snix_castore::proto::{self, get_directory_request::ByWhat};
@@ -44,7 +46,7 @@ impl Daemon {
     }
     /// A healthy client still gets served.
     async fn still_serves(&self) {
-        let client = blobservice::from_addr(&self.addr()).unwrap();
+        let client = composition::blob_service(&self.addr()).unwrap();
         let d = blobservice::put_bytes(&*client, b"still here").await.unwrap();
         assert_eq!(blobservice::read_to_vec(&*client, &d).await.unwrap().unwrap(), b"still here");
     }
@@ -164,7 +166,7 @@ async fn blob_put_cut_off_midway_stores_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_chunk_is_detected_and_never_served() {
     let d = start();
-    let client = blobservice::from_addr(&d.addr()).unwrap();
+    let client = composition::blob_service(&d.addr()).unwrap();
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     let digest = blobservice::put_bytes(&*client, &data).await.unwrap();
     let chunks = client.chunks(&digest).await.unwrap().unwrap();
@@ -229,7 +231,7 @@ async fn sled_directory_corruption_is_detected() {
         db.insert(digest.as_bytes(), raw).unwrap();
         db.flush().unwrap();
     }
-    let svc = directoryservice::from_addr(&format!("sled://{}", path.display())).unwrap();
+    let svc = composition::directory_service(&format!("sled://{}", path.display())).unwrap();
     let e = svc.get(&digest).await.unwrap_err();
     assert!(matches!(e, snix_castore::Error::Corrupt(_)), "{e}");
 }

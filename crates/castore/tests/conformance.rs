@@ -1,5 +1,6 @@
 //! One conformance suite, run against every backend, and against the gRPC
 //! client talking to a server on each backend.
+#![allow(clippy::unwrap_used)]
 
 use std::io::SeekFrom;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use snix_castore::blobservice::{self, BlobService};
+use snix_castore::composition;
 use snix_castore::directoryservice::{self, DirectoryService};
 use snix_castore::{B3Digest, Directory, Error, Node};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -218,12 +220,19 @@ fn serve(blob: Arc<dyn BlobService>, dirs: Arc<dyn DirectoryService>) -> Served 
     Served { _dir: dir, socket, _task: task }
 }
 
-fn backends(tmp: &std::path::Path) -> Vec<(&'static str, Arc<dyn BlobService>, Arc<dyn DirectoryService>)> {
+/// A backend pair, by name.
+type Backends = Vec<(&'static str, Arc<dyn BlobService>, Arc<dyn DirectoryService>)>;
+
+fn backends(tmp: &std::path::Path) -> Backends {
     let obj = format!("objectstore+file://{}", tmp.join("blobs").display());
     let sled = format!("sled://{}", tmp.join("dirs").display());
     vec![
-        ("memory", blobservice::from_addr("memory://").unwrap(), directoryservice::from_addr("memory://").unwrap()),
-        ("file+sled", blobservice::from_addr(&obj).unwrap(), directoryservice::from_addr(&sled).unwrap()),
+        (
+            "memory",
+            composition::blob_service("memory://").unwrap(),
+            composition::directory_service("memory://").unwrap(),
+        ),
+        ("file+sled", composition::blob_service(&obj).unwrap(), composition::directory_service(&sled).unwrap()),
     ]
 }
 
@@ -242,7 +251,7 @@ async fn blob_conformance_grpc_client_on_each_backend() {
     for (name, blob, dirs) in backends(tmp.path()) {
         eprintln!("blob suite: grpc → {name}");
         let served = serve(blob, dirs);
-        let client = blobservice::from_addr(&format!("grpc+unix://{}", served.socket.display())).unwrap();
+        let client = composition::blob_service(&format!("grpc+unix://{}", served.socket.display())).unwrap();
         blob_suite(client).await;
     }
 }
@@ -254,7 +263,7 @@ async fn directory_conformance_local_backends() {
         eprintln!("directory suite: {name}");
         directory_suite(dirs).await;
     }
-    directory_suite(directoryservice::from_addr("sled://").unwrap()).await;
+    directory_suite(composition::directory_service("sled://").unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,7 +272,7 @@ async fn directory_conformance_grpc_client_on_each_backend() {
     for (name, blob, dirs) in backends(tmp.path()) {
         eprintln!("directory suite: grpc → {name}");
         let served = serve(blob, dirs);
-        let client = directoryservice::from_addr(&format!("grpc+unix://{}", served.socket.display())).unwrap();
+        let client = composition::directory_service(&format!("grpc+unix://{}", served.socket.display())).unwrap();
         directory_suite(client).await;
     }
 }
@@ -297,7 +306,7 @@ async fn combinators_fill_near_on_miss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_store_hands_out_single_chunks_whole() {
     let tmp = tempfile::tempdir().unwrap();
-    let svc = blobservice::from_addr(&format!("objectstore+file://{}", tmp.path().display())).unwrap();
+    let svc = composition::blob_service(&format!("objectstore+file://{}", tmp.path().display())).unwrap();
     let small = blobservice::put_bytes(&*svc, b"one chunk").await.unwrap();
     assert_eq!(&svc.read_unchunked(&small).await.unwrap().unwrap()[..], b"one chunk");
     let big = pseudo_random(5, 3 * 1024 * 1024);

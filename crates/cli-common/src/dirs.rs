@@ -43,6 +43,7 @@ pub fn runtime_dir() -> PathBuf {
     if let Some(d) = first_of("XDG_RUNTIME_DIR") {
         return d.join("snix");
     }
+    // SAFETY: geteuid has no preconditions and cannot fail
     std::env::temp_dir().join(format!("snix-{}", unsafe { libc::geteuid() }))
 }
 
@@ -54,6 +55,21 @@ pub fn castore_socket() -> PathBuf {
 /// The default socket of the store daemon (which also serves castore).
 pub fn store_socket() -> PathBuf {
     runtime_dir().join("snix-store.sock")
+}
+
+/// The embedded blob store of a daemon: chunk files under the state directory.
+pub fn embedded_blob_addr() -> String {
+    format!("objectstore+file://{}", state_dir().join("castore/blobs").display())
+}
+
+/// The embedded directory database of a daemon.
+pub fn embedded_directory_addr() -> String {
+    format!("sled://{}", state_dir().join("castore/directories").display())
+}
+
+/// The embedded path-info database of a store daemon.
+pub fn embedded_path_info_addr() -> String {
+    format!("sled://{}", state_dir().join("store/pathinfo").display())
 }
 
 /// `grpc+unix://` address of a socket path.

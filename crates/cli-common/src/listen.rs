@@ -76,10 +76,9 @@ impl Listener {
         let Some(fd) = sd_notify::listen_fds().map_err(|e| ListenError::Activation(e.to_string()))?.next() else {
             return Ok(None);
         };
-        // SAFETY: systemd hands us this fd to own; nothing else uses it
-        let sock = unsafe { socket2_like_kind(fd) };
-        match sock {
+        match socket_kind(fd)? {
             Kind::Unix => {
+                // SAFETY: systemd hands us this fd to own; nothing else uses it
                 let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
                 l.set_nonblocking(true).map_err(|e| ListenError::Activation(e.to_string()))?;
                 Ok(Some(Listener::Unix(
@@ -88,6 +87,7 @@ impl Listener {
                 )))
             }
             Kind::Inet => {
+                // SAFETY: as above
                 let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
                 l.set_nonblocking(true).map_err(|e| ListenError::Activation(e.to_string()))?;
                 Ok(Some(Listener::Tcp(TcpListener::from_std(l).map_err(|e| ListenError::Activation(e.to_string()))?)))
@@ -175,15 +175,20 @@ enum Kind {
     Inet,
 }
 
-/// The address family of a socket fd.
-unsafe fn socket2_like_kind(fd: i32) -> Kind {
-    let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+/// What kind of socket systemd passed.
+fn socket_kind(fd: i32) -> Result<Kind, ListenError> {
+    // SAFETY: a zeroed sockaddr_storage is a valid value of it
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    libc::getsockname(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len);
-    if addr.ss_family as i32 == libc::AF_UNIX {
-        Kind::Unix
-    } else {
-        Kind::Inet
+    // SAFETY: getsockname writes at most `len` bytes into `addr`
+    let r = unsafe { libc::getsockname(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len) };
+    if r != 0 {
+        return Err(ListenError::Activation(format!("fd {fd}: {}", std::io::Error::last_os_error())));
+    }
+    match i32::from(addr.ss_family) {
+        libc::AF_UNIX => Ok(Kind::Unix),
+        libc::AF_INET | libc::AF_INET6 => Ok(Kind::Inet),
+        other => Err(ListenError::Activation(format!("fd {fd} is a socket of address family {other}"))),
     }
 }
 

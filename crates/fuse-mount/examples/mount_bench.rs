@@ -9,6 +9,7 @@
 //! fresh `snix-store daemon` and mounted with `snix-mount`. Cold runs drop
 //! the page cache first (ours and the daemon's storage alike). Each metric:
 //! median of 3; ratio = native time / our time (>1: faster than native).
+#![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

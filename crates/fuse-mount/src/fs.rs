@@ -62,8 +62,11 @@ pub struct SnixFs {
     misses: Mutex<HashMap<Vec<u8>, Instant>>,
     next_fh: AtomicU64,
     files: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<OpenFile>>>>,
-    root_listings: Mutex<HashMap<u64, Arc<Vec<(Vec<u8>, Node)>>>>,
+    root_listings: Mutex<HashMap<u64, Arc<RootListing>>>,
 }
+
+/// A snapshot of the root, taken when it is opened: (name, node) pairs.
+type RootListing = Vec<(Vec<u8>, Node)>;
 
 struct OpenFile {
     reader: Box<dyn BlobReader>,

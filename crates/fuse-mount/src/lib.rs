@@ -6,9 +6,9 @@
 //! worker protocol; it reaches the data only through the store and castore
 //! service traits (gRPC clients).
 //!
-//! Map: [`cli`] (flags, mount lifecycle), [`fs`] (the FUSE requests),
-//! [`inodes`] (inode numbers and the kernel's references).
+//! Map: [`fs`] (the FUSE requests), [`inodes`] (inode numbers and the
+//! kernel's references). The `snix-mount` binary (`src/bin/snix-mount`)
+//! owns the flags and the mount's lifecycle.
 
-pub mod cli;
 pub mod fs;
 pub mod inodes;

@@ -1,6 +1,7 @@
 //! `snix-mount` as a user runs it: a real FUSE mount (root, /dev/fuse) of a
 //! `snix-store daemon` filled from real Nix store paths, judged against the
 //! originals by `diff -r`, file metadata and `nix-store --dump`.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -10,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use integration_tests::corpus;
-use integration_tests::judge::{build_closure, nix_available, nix_stdout, path_str};
+use integration_tests::judge::{build_closure, nix_stdout, path_str, require_nix};
 use integration_tests::stack::{bin, is_mounted, Mount, StoreDaemon};
 
 fn basename(p: &str) -> &str {
@@ -59,10 +60,9 @@ fn corpus_path<'a>(paths: &'a [String], name: &str) -> &'a str {
 }
 
 #[test]
+#[ignore = "needs nix, root and /dev/fuse"]
 fn mounted_paths_equal_the_originals() {
-    if !nix_available("mounted_paths_equal_the_originals") {
-        return;
-    }
+    require_nix();
     let tmp = tempfile::tempdir().unwrap();
     // real store paths: the corpus added by Nix, and a built closure
     let mut paths: Vec<String> =
@@ -101,6 +101,7 @@ fn mounted_paths_equal_the_originals() {
 }
 
 #[test]
+#[ignore = "needs root and /dev/fuse"]
 fn root_lookups_and_listing() {
     let tmp = tempfile::tempdir().unwrap();
     let daemon = StoreDaemon::start(&tmp.path().join("state"));
@@ -150,6 +151,7 @@ fn root_lookups_and_listing() {
 }
 
 #[test]
+#[ignore = "needs root and /dev/fuse"]
 fn sixteen_threads_read_the_same_and_different_files() {
     let tmp = tempfile::tempdir().unwrap();
     let daemon = StoreDaemon::start(&tmp.path().join("state"));
@@ -159,7 +161,7 @@ fn sixteen_threads_read_the_same_and_different_files() {
     let big = mount.dir.join(basename(corpus_path(&paths, "big-file")));
     let many = mount.dir.join(basename(corpus_path(&paths, "many-files")));
     let many_orig = corpus::entry("many-files");
-    let expected = std::fs::read(&big_orig).unwrap();
+    let expected = std::fs::read(big_orig).unwrap();
 
     std::thread::scope(|s| {
         for t in 0..16u64 {
@@ -197,6 +199,7 @@ fn sixteen_threads_read_the_same_and_different_files() {
 }
 
 #[test]
+#[ignore = "needs root and /dev/fuse"]
 fn a_missing_blob_fails_that_file_only_and_xattrs_show_digests() {
     let tmp = tempfile::tempdir().unwrap();
     let daemon = StoreDaemon::start(&tmp.path().join("state"));
@@ -239,6 +242,7 @@ fn a_missing_blob_fails_that_file_only_and_xattrs_show_digests() {
 }
 
 #[test]
+#[ignore = "needs root and /dev/fuse"]
 fn works_as_an_overlayfs_lower_layer() {
     let tmp = tempfile::tempdir().unwrap();
     let daemon = StoreDaemon::start(&tmp.path().join("state"));
@@ -275,6 +279,7 @@ fn works_as_an_overlayfs_lower_layer() {
 }
 
 #[test]
+#[ignore = "needs root and /dev/fuse"]
 fn sigterm_unmounts_and_a_stale_mount_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let daemon = StoreDaemon::start(&tmp.path().join("state"));
@@ -299,6 +304,7 @@ fn sigterm_unmounts_and_a_stale_mount_is_reported() {
 /// service with PrivateTmp= gets where / is not shared) keeps the file
 /// system alive after our unmount; SIGTERM must still end the process.
 #[test]
+#[ignore = "needs root and /dev/fuse"]
 fn sigterm_ends_the_process_while_another_namespace_holds_a_copy() {
     let tmp = tempfile::tempdir().unwrap();
     let daemon = StoreDaemon::start(&tmp.path().join("state"));

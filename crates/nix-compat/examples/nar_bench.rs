@@ -5,6 +5,7 @@
 //! TREE defaults to /usr/share; RUNS (default 3) timed runs after one warm-up
 //! of each side, alternating ours/theirs. Prints medians and the ratio
 //! nix_time / our_time (>1.0: we are faster).
+#![allow(clippy::unwrap_used)]
 
 use std::fs::File;
 use std::io::BufReader;

@@ -83,6 +83,8 @@ impl FromStr for ContentAddress {
     }
 }
 
+serde_via_text!(ContentAddress);
+
 #[cfg(test)]
 mod tests {
     use super::*;

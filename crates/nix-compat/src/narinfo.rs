@@ -103,13 +103,11 @@ impl NarInfo {
                         .map_err(|e| bad("References", e.to_string()))?;
                     set(&mut references, refs, line, key)?
                 }
+                // Nix writes "unknown-deriver" in some old caches
+                "Deriver" if value == "unknown-deriver" => {}
                 "Deriver" => {
-                    // Nix writes "unknown-deriver" in some old caches
-                    if value != "unknown-deriver" {
-                        let p =
-                            StorePath::from_basename(value.as_bytes()).map_err(|e| bad("Deriver", e.to_string()))?;
-                        set(&mut deriver, p, line, key)?
-                    }
+                    let p = StorePath::from_basename(value.as_bytes()).map_err(|e| bad("Deriver", e.to_string()))?;
+                    set(&mut deriver, p, line, key)?
                 }
                 "System" => set(&mut system, value.to_string(), line, key)?,
                 "Sig" => {

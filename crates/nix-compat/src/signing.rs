@@ -79,6 +79,8 @@ impl FromStr for Signature {
     }
 }
 
+serde_via_text!(Signature);
+
 /// A secret key as `nix-store --generate-binary-cache-key` writes it.
 pub struct SigningKey {
     pub name: String,

@@ -167,18 +167,7 @@ impl FromStr for StorePath {
     }
 }
 
-impl serde::Serialize for StorePath {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for StorePath {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_via_text!(StorePath);
 
 /// sha256 of the fingerprint, XOR-folded to 20 bytes.
 pub fn compress_hash<const N: usize>(input: &[u8]) -> [u8; N] {
@@ -296,7 +285,8 @@ mod tests {
     fn rejects() {
         use StorePathError::*;
         let d = "g1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q";
-        let cases: Vec<(String, fn(&StorePathError) -> bool)> = vec![
+        type Case = (String, fn(&StorePathError) -> bool);
+        let cases: Vec<Case> = vec![
             (format!("/nix/stor/{d}-x"), |e| matches!(e, NotInStore(_))),
             (format!("/nix/store/{d}-"), |e| matches!(e, EmptyName(_))),
             (format!("/nix/store/{d}"), |e| matches!(e, TooShort(_))),

@@ -5,10 +5,13 @@
 //! TREE defaults to a copy of /usr/lib/x86_64-linux-gnu and /usr/lib/jvm
 //! (≈1.2 GiB) made under SCRATCH (default /var/tmp). Each metric: 2 timed
 //! runs after a warm-up, median; ratio = Nix time / our time (>1: faster).
+//!
 //! - import: `snix-store import TREE` vs `nix-store --store FRESH --add TREE`
 //! - copy: `snix-store copy P` vs `nix copy --to FRESH P` (from the local store)
 //! - dump: `snix-store dump P` vs `nix-store --dump P`
+//!
 //! and the store daemon's peak RSS.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

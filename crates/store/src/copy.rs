@@ -8,9 +8,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use nix_compat::closure::{dependencies_first, parse_closure, ClosureEntry};
-use nix_compat::content_address::ContentAddress;
 use nix_compat::hash::NixHash;
-use nix_compat::signing::Signature;
+use nix_compat::path_info_json;
 use nix_compat::store_path::StorePath;
 use snix_castore::blobservice::BlobService;
 use snix_castore::directoryservice::DirectoryService;
@@ -27,12 +26,16 @@ pub enum CopyError {
     Closure(#[from] nix_compat::closure::ClosureError),
     #[error("reading {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {msg}")]
-    BadMetadata { path: String, msg: String },
+    #[error("{path}: {source}")]
+    BadNarHash { path: StorePath, source: nix_compat::hash::HashError },
+    #[error("the local Nix: {0}")]
+    PathInfoJson(#[from] path_info_json::PathInfoJsonError),
+    #[error("the local Nix says {0} is not valid")]
+    NotValid(StorePath),
     #[error(transparent)]
     Add(#[from] AddError),
     #[error("store: {0}")]
-    Store(#[from] snix_castore::Error),
+    Store(#[from] crate::Error),
 }
 
 /// Where the closure comes from.
@@ -67,58 +70,33 @@ async fn run(cmd: &str, args: &[&str]) -> Result<Vec<u8>, CopyError> {
     Ok(out.stdout)
 }
 
-/// Full metadata of `paths` from the local Nix database.
+/// Full metadata of `paths` from the local Nix database (`nix path-info
+/// --json`, in whichever shape the local Nix prints it).
 async fn local_path_infos(paths: &[String]) -> Result<Vec<Claimed>, CopyError> {
     let mut claims = Vec::with_capacity(paths.len());
     for batch in paths.chunks(500) {
         let mut args = vec!["--extra-experimental-features", "nix-command", "path-info", "--json"];
         args.extend(batch.iter().map(String::as_str));
-        let json: serde_json::Value = serde_json::from_slice(&run("nix", &args).await?)
-            .map_err(|e| CopyError::Nix { cmd: "nix path-info --json".into(), msg: e.to_string() })?;
-        for v in json.as_array().into_iter().flatten() {
-            claims.push(claim_from_json(v)?);
+        let (_, infos) = path_info_json::parse(&run("nix", &args).await?)?;
+        for (store_path, info) in infos {
+            let info = info.ok_or_else(|| CopyError::NotValid(store_path.clone()))?;
+            claims.push(Claimed {
+                store_path,
+                nar_hash: info.nar_hash,
+                nar_size: info.nar_size,
+                references: info.references,
+                deriver: info.deriver,
+                signatures: info.signatures,
+                ca: info.ca,
+            });
         }
     }
     Ok(claims)
 }
 
-fn claim_from_json(v: &serde_json::Value) -> Result<Claimed, CopyError> {
-    let path = v["path"].as_str().unwrap_or_default().to_string();
-    let bad = |msg: String| CopyError::BadMetadata { path: path.clone(), msg };
-    let store_path: StorePath = path.parse().map_err(|e: nix_compat::store_path::StorePathError| bad(e.to_string()))?;
-    let nar_hash = NixHash::parse(v["narHash"].as_str().ok_or_else(|| bad("no narHash".into()))?, None)
-        .map_err(|e| bad(e.to_string()))?;
-    let nar_size = v["narSize"].as_u64().ok_or_else(|| bad("no narSize".into()))?;
-    let references = v["references"]
-        .as_array()
-        .ok_or_else(|| bad("no references".into()))?
-        .iter()
-        .map(|r| r.as_str().unwrap_or_default().parse::<StorePath>().map_err(|e| bad(e.to_string())))
-        .collect::<Result<_, _>>()?;
-    let deriver = v
-        .get("deriver")
-        .and_then(|d| d.as_str())
-        .map(|d| d.parse().map_err(|e: nix_compat::store_path::StorePathError| bad(e.to_string())))
-        .transpose()?;
-    let signatures = v
-        .get("signatures")
-        .and_then(|s| s.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str())
-        .map(|s| s.parse::<Signature>().map_err(|e| bad(e.to_string())))
-        .collect::<Result<_, _>>()?;
-    let ca = v
-        .get("ca")
-        .and_then(|c| c.as_str())
-        .map(|c| c.parse::<ContentAddress>().map_err(|e| bad(e.to_string())))
-        .transpose()?;
-    Ok(Claimed { store_path, nar_hash, nar_size, references, deriver, signatures, ca })
-}
-
 fn claim_from_entry(e: ClosureEntry) -> Result<Claimed, CopyError> {
-    let nar_hash = NixHash::parse(&e.nar_hash, None)
-        .map_err(|err| CopyError::BadMetadata { path: e.path.to_string(), msg: err.to_string() })?;
+    let nar_hash =
+        NixHash::parse(&e.nar_hash, None).map_err(|source| CopyError::BadNarHash { path: e.path.clone(), source })?;
     Ok(Claimed {
         store_path: e.path,
         nar_hash,

@@ -11,7 +11,8 @@ use snix_castore::directoryservice::DirectoryService;
 use snix_castore::Node;
 use tonic::{Request, Response, Status};
 
-use crate::nar::{calculate_nar, ensure_complete, RenderError};
+use crate::errors::Error;
+use crate::nar::{calculate_nar, ensure_complete};
 use crate::pathinfo::PathInfo;
 use crate::pathinfoservice::PathInfoService;
 use crate::proto::{self, get_path_info_request::ByWhat};
@@ -24,14 +25,6 @@ pub struct GrpcPathInfoServer {
     blobs: Arc<dyn BlobService>,
     dirs: Arc<dyn DirectoryService>,
     nar_cache: Mutex<HashMap<Node, (u64, [u8; 32])>>,
-}
-
-fn render_status(e: RenderError) -> Status {
-    match e {
-        RenderError::Castore(e) => e.into(),
-        RenderError::MissingBlob(_) | RenderError::MissingDirectory(_) => Status::failed_precondition(e.to_string()),
-        e => Status::internal(e.to_string()),
-    }
 }
 
 impl GrpcPathInfoServer {
@@ -57,11 +50,11 @@ pub fn path_info_server(
 impl proto::path_info_service_server::PathInfoService for GrpcPathInfoServer {
     async fn get(&self, req: Request<proto::GetPathInfoRequest>) -> Result<Response<proto::PathInfo>, Status> {
         let Some(ByWhat::ByOutputHash(d)) = req.into_inner().by_what else {
-            return Err(Status::invalid_argument("GetPathInfoRequest without by_output_hash"));
+            return Err(Error::InvalidRequest("GetPathInfoRequest without by_output_hash".into()).into());
         };
         let digest: [u8; 20] = d[..]
             .try_into()
-            .map_err(|_| Status::invalid_argument(format!("store path digest has {} bytes, expected 20", d.len())))?;
+            .map_err(|_| Error::InvalidRequest(format!("store path digest has {} bytes, expected 20", d.len())))?;
         match self.infos.get(digest).await? {
             Some(info) => Ok(Response::new(info.to_proto())),
             None => Err(Status::not_found(format!("no path info for {}", nix_compat::nixbase32::encode(&digest)))),
@@ -69,14 +62,10 @@ impl proto::path_info_service_server::PathInfoService for GrpcPathInfoServer {
     }
 
     async fn put(&self, req: Request<proto::PathInfo>) -> Result<Response<proto::PathInfo>, Status> {
-        let info = PathInfo::try_from(req.into_inner())
-            .map_err(|e| Status::invalid_argument(format!("invalid path info: {e}")))?;
-        ensure_complete(&info.node, &*self.blobs, &*self.dirs).await.map_err(|e| {
-            Status::failed_precondition(format!(
-                "refusing to register {}: its content is not in the castore: {e}",
-                info.store_path
-            ))
-        })?;
+        let info = PathInfo::try_from(req.into_inner()).map_err(Error::from)?;
+        ensure_complete(&info.node, &*self.blobs, &*self.dirs)
+            .await
+            .map_err(|source| Error::Incomplete { path: info.store_path.clone(), source })?;
         let stored = self.infos.put(info).await?;
         Ok(Response::new(stored.to_proto()))
     }
@@ -85,11 +74,11 @@ impl proto::path_info_service_server::PathInfoService for GrpcPathInfoServer {
         &self,
         req: Request<snix_castore::proto::Entry>,
     ) -> Result<Response<proto::CalculateNarResponse>, Status> {
-        let (_, node) = Node::from_entry(&req.into_inner()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (_, node) = Node::from_entry(&req.into_inner()).map_err(snix_castore::Error::from)?;
         if let Some((size, sha)) = self.nar_cache.lock().expect("poisoned").get(&node).copied() {
             return Ok(Response::new(proto::CalculateNarResponse { nar_size: size, nar_sha256: sha.to_vec().into() }));
         }
-        let (size, sha) = calculate_nar(&node, &*self.blobs, &*self.dirs).await.map_err(render_status)?;
+        let (size, sha) = calculate_nar(&node, &*self.blobs, &*self.dirs).await.map_err(Error::from)?;
         let mut cache = self.nar_cache.lock().expect("poisoned");
         if cache.len() >= NAR_CACHE_ENTRIES {
             cache.clear();

@@ -2,15 +2,15 @@
 
 use std::path::Path;
 
-use crate::nar::IngestError;
 use nix_compat::content_address::ContentAddress;
 use nix_compat::hash::NixHash;
 use nix_compat::store_path::{make_source_path, StorePath};
 use snix_castore::blobservice::BlobService;
 use snix_castore::directoryservice::DirectoryService;
-use snix_castore::Error;
 use thiserror::Error;
 
+use crate::errors::Error;
+use crate::nar::IngestError;
 use crate::pathinfo::PathInfo;
 use crate::pathinfoservice::PathInfoService;
 
@@ -22,6 +22,8 @@ pub enum ImportError {
     Ingest(#[from] IngestError),
     #[error("{path}: {source}")]
     Nar { path: String, source: nix_compat::nar::NarWriteError },
+    #[error("serialising the tree: {0}")]
+    Serialiser(tokio::task::JoinError),
     #[error("registering: {0}")]
     Register(#[from] Error),
 }
@@ -53,7 +55,7 @@ pub async fn import_path(
             .map(|_| ())
     });
     let ingested = crate::nar::ingest_nar(reader, blobs, dirs, None).await;
-    let written = writing.await.map_err(|e| Error::Storage(e.to_string()))?;
+    let written = writing.await.map_err(ImportError::Serialiser)?;
     let ingested = match (ingested, written) {
         (Ok(i), Ok(())) => i,
         // a serialisation error (unreadable file, socket in the tree)

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use nix_compat::content_address::ContentAddress;
 use nix_compat::hash::{HashAlgo, NixHash};
+use nix_compat::path_info_json::PathInfoJson;
 use nix_compat::signing::{fingerprint, Signature};
 use nix_compat::store_path::StorePath;
 use snix_castore::{directory::DirectoryError, Node};
@@ -61,6 +62,24 @@ impl PathInfo {
     /// The fingerprint signatures are made over.
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.store_path, &self.nar_hash(), self.nar_size, &self.references)
+    }
+
+    /// As `nix path-info --json` shows it (references sorted; this store
+    /// keeps no registration time and no `ultimate` flag).
+    pub fn to_json(&self) -> PathInfoJson {
+        let mut references = self.references.clone();
+        references.sort_by_cached_key(StorePath::to_string);
+        PathInfoJson {
+            nar_hash: self.nar_hash(),
+            nar_size: self.nar_size,
+            references,
+            ca: self.ca.clone(),
+            closure_size: None,
+            deriver: self.deriver.clone(),
+            registration_time: None,
+            ultimate: false,
+            signatures: self.signatures.clone(),
+        }
     }
 
     pub fn to_proto(&self) -> proto::PathInfo {

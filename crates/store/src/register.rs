@@ -4,13 +4,14 @@
 //! error says what differed.
 
 use nix_compat::content_address::ContentAddress;
-use nix_compat::hash::{HashAlgo, NixHash};
+use nix_compat::hash::{HashAlgo, HashError, NixHash};
 use nix_compat::signing::Signature;
-use nix_compat::store_path::{make_ca_path, StorePath};
+use nix_compat::store_path::{make_ca_path, MakePathError, StorePath};
 use snix_castore::blobservice::BlobService;
 use snix_castore::directoryservice::DirectoryService;
-use snix_castore::Error;
 use thiserror::Error;
+
+use crate::errors::Error;
 use tokio::io::AsyncRead;
 
 use crate::nar::{ingest_nar, IngestError};
@@ -38,39 +39,53 @@ pub enum AddError {
     #[error("{path}: NAR size mismatch: claimed {claimed}, got {actual}")]
     NarSize { path: StorePath, claimed: u64, actual: u64 },
     #[error("{path}: content address {ca} does not match the content ({reason})")]
-    ContentAddress { path: StorePath, ca: String, reason: String },
+    ContentAddress { path: StorePath, ca: String, reason: CaMismatch },
     #[error("{path}: reference {reference} is not in the store")]
     MissingReference { path: StorePath, reference: StorePath },
     #[error("registering {path}: {source}")]
     Register { path: StorePath, source: Error },
 }
 
+/// How a claimed content address disagrees with the content.
+#[derive(Debug, Error)]
+pub enum CaMismatch {
+    #[error("NAR sha256 is {}", .0.to_nix32_prefixed())]
+    NarHash(NixHash),
+    #[error("recursive {0} content addresses are not supported here")]
+    UnsupportedAlgo(HashAlgo),
+    #[error("the root is not a regular file")]
+    NotAFile,
+    #[error("content hash is {}", .0.to_nix32_prefixed())]
+    ContentHash(NixHash),
+    #[error(transparent)]
+    Path(#[from] MakePathError),
+    #[error("it gives the path {0}")]
+    OtherPath(StorePath),
+}
+
 /// Checks a content address against the ingested content and the path.
-fn check_ca(claimed: &Claimed, ingested: &crate::nar::Ingested) -> Result<(), String> {
+fn check_ca(claimed: &Claimed, ingested: &crate::nar::Ingested) -> Result<(), CaMismatch> {
     let Some(ca) = &claimed.ca else { return Ok(()) };
     match ca {
         ContentAddress::Nar(h) => {
             // recursive: the CA hash is over the NAR; sha256 we have, others need a re-hash
-            if let Some(d) = h.sha256_digest() {
-                if d != ingested.nar_sha256 {
-                    return Err(format!("NAR sha256 is {}", NixHash::sha256(ingested.nar_sha256).to_nix32_prefixed()));
-                }
-            } else {
-                return Err(format!("recursive {} content addresses are not supported here", h.algo()));
+            let d = h.sha256_digest().ok_or(CaMismatch::UnsupportedAlgo(h.algo()))?;
+            if d != ingested.nar_sha256 {
+                return Err(CaMismatch::NarHash(NixHash::sha256(ingested.nar_sha256)));
             }
         }
         ContentAddress::Flat(h) | ContentAddress::Text(h) => {
-            let actual = ingested.flat_hash.as_ref().ok_or("the root is not a regular file")?;
+            let actual = ingested.flat_hash.as_ref().ok_or(CaMismatch::NotAFile)?;
             if actual != h {
-                return Err(format!("content hash is {}", actual.to_nix32_prefixed()));
+                return Err(CaMismatch::ContentHash(actual.clone()));
             }
         }
     }
     let self_ref = claimed.references.contains(&claimed.store_path);
     let refs = claimed.references.iter().filter(|r| **r != claimed.store_path);
-    let computed = make_ca_path(claimed.store_path.name(), ca, refs, self_ref).map_err(|e| e.to_string())?;
+    let computed = make_ca_path(claimed.store_path.name(), ca, refs, self_ref)?;
     if computed != claimed.store_path {
-        return Err(format!("it gives the path {computed}"));
+        return Err(CaMismatch::OtherPath(computed));
     }
     Ok(())
 }
@@ -142,20 +157,30 @@ pub enum CaMethod {
     Nar(HashAlgo),
 }
 
+#[derive(Debug, Error)]
+pub enum CaMethodError {
+    #[error("content-address method {method:?}: {source}")]
+    Algo { method: String, source: HashError },
+    #[error("content-address method {0:?} (git hashing) is not supported")]
+    Git(String),
+    #[error("unknown content-address method {0:?}")]
+    Unknown(String),
+}
+
 impl CaMethod {
     /// Nix's method strings: `text:sha256`, `fixed:<algo>`, `fixed:r:<algo>`.
-    pub fn parse(s: &str) -> Result<CaMethod, String> {
-        let algo = |a: &str| a.parse::<HashAlgo>().map_err(|e| format!("content-address method {s:?}: {e}"));
+    pub fn parse(s: &str) -> Result<CaMethod, CaMethodError> {
+        let algo = |a: &str| a.parse::<HashAlgo>().map_err(|source| CaMethodError::Algo { method: s.into(), source });
         if s == "text:sha256" {
             Ok(CaMethod::Text)
         } else if let Some(a) = s.strip_prefix("fixed:r:") {
             Ok(CaMethod::Nar(algo(a)?))
         } else if s.starts_with("fixed:git:") {
-            Err(format!("content-address method {s:?} (git hashing) is not supported"))
+            Err(CaMethodError::Git(s.into()))
         } else if let Some(a) = s.strip_prefix("fixed:") {
             Ok(CaMethod::Flat(algo(a)?))
         } else {
-            Err(format!("unknown content-address method {s:?}"))
+            Err(CaMethodError::Unknown(s.into()))
         }
     }
 
@@ -214,7 +239,7 @@ pub async fn add_content_addressed<R: AsyncRead + Unpin + Send>(
             return Err(AddCaError::Unsupported("references on a flat fixed-output path".into()));
         }
     }
-    let path = make_ca_path(name, &ca, references.iter(), false).map_err(|e| AddCaError::Path(e.to_string()))?;
+    let path = make_ca_path(name, &ca, references.iter(), false)?;
     for r in &references {
         let present = crate::pathinfoservice::get_path(infos, r).await.map_err(AddCaError::Store)?.is_some();
         if !present {
@@ -246,7 +271,7 @@ pub enum AddCaError {
     #[error("not supported: {0}")]
     Unsupported(String),
     #[error("invalid store path: {0}")]
-    Path(String),
+    Path(#[from] MakePathError),
     #[error("{path}: reference {reference} is not in the store")]
     MissingReference { path: StorePath, reference: StorePath },
     #[error("store: {0}")]

@@ -2,12 +2,13 @@
 //! `nix-store --add` gives, `dump` the bytes `nix-store --dump` gives, NARs
 //! Nix made ingest and render back identically, and bad claims register
 //! nothing.
+#![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use integration_tests::corpus;
-use integration_tests::judge::{build_closure, nix, nix_available, nix_stdout, path_str};
+use integration_tests::judge::{build_closure, nix, nix_stdout, path_str, require_nix};
 use integration_tests::stack::{bin, StoreDaemon};
 use nix_compat::content_address::ContentAddress;
 use nix_compat::hash::{sha256, NixHash};
@@ -34,10 +35,9 @@ fn sha256_of_cmd(out: &std::process::Output) -> [u8; 32] {
 }
 
 #[test]
+#[ignore = "needs nix"]
 fn import_equals_nix_store_add_and_dump_equals_nix_store_dump() {
-    if !nix_available("import_equals_nix_store_add_and_dump_equals_nix_store_dump") {
-        return;
-    }
+    require_nix();
     let tmp = tempfile::tempdir().unwrap();
     let d = StoreDaemon::start(tmp.path());
     for entry in corpus::shared() {
@@ -95,10 +95,9 @@ async fn add(m: &Mem, nar: Vec<u8>, claim: Claimed) -> Result<snix_store::PathIn
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nix"]
 async fn nars_from_nix_ingest_and_render_back_identically() {
-    if !nix_available("nars_from_nix_ingest_and_render_back_identically") {
-        return;
-    }
+    require_nix();
     let tmp = tempfile::tempdir().unwrap();
     let (top, dep) = build_closure(tmp.path());
     let m = mem();
@@ -120,10 +119,9 @@ async fn nars_from_nix_ingest_and_render_back_identically() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nix"]
 async fn bad_claims_register_nothing() {
-    if !nix_available("bad_claims_register_nothing") {
-        return;
-    }
+    require_nix();
     let tmp = tempfile::tempdir().unwrap();
     let (top, dep) = build_closure(tmp.path());
     let dep_nar = nix(&["nix-store", "--dump", &dep]).stdout;
@@ -186,10 +184,9 @@ async fn bad_claims_register_nothing() {
 }
 
 #[test]
+#[ignore = "needs nix"]
 fn copy_of_a_real_closure_registers_dependencies_first_and_resumes() {
-    if !nix_available("copy_of_a_real_closure_registers_dependencies_first_and_resumes") {
-        return;
-    }
+    require_nix();
     let tmp = tempfile::tempdir().unwrap();
     let (top, dep) = build_closure(tmp.path());
     let d = StoreDaemon::start(&tmp.path().join("state"));
@@ -221,10 +218,9 @@ fn copy_of_a_real_closure_registers_dependencies_first_and_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nix"]
 async fn kill_9_during_a_large_copy_loses_nothing_registered_and_copy_resumes() {
-    if !nix_available("kill_9_during_a_large_copy_loses_nothing_registered_and_copy_resumes") {
-        return;
-    }
+    require_nix();
     use futures::TryStreamExt;
     let tmp = tempfile::tempdir().unwrap();
     // many paths, one of them large: add the corpus to the local Nix store
@@ -240,9 +236,9 @@ async fn kill_9_during_a_large_copy_loses_nothing_registered_and_copy_resumes() 
     let _ = copy.wait();
 
     let addr = d.addr();
-    let infos = snix_store::pathinfoservice::from_addr(&addr).unwrap();
-    let blobs = snix_castore::blobservice::from_addr(&addr).unwrap();
-    let dirs = snix_castore::directoryservice::from_addr(&addr).unwrap();
+    let infos = snix_store::composition::path_info_service(&addr).unwrap();
+    let blobs = snix_castore::composition::blob_service(&addr).unwrap();
+    let dirs = snix_castore::composition::directory_service(&addr).unwrap();
     let registered: Vec<snix_store::PathInfo> = infos.list().try_collect().await.unwrap();
     eprintln!("{} of {} paths registered before the kill", registered.len(), paths.len());
     for info in &registered {

@@ -12,6 +12,7 @@
 //! Debian's daemon serves a local store (`--option store`), on its own
 //! socket (NIX_DAEMON_SOCKET_PATH). Each metric: median of 3 (path-info) or
 //! of 2 fresh copies; ratio = Debian's time / ours (>1: we are faster).
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,7 +38,7 @@ fn timed(args: &[&str]) -> Duration {
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
-    if v.len() % 2 == 0 {
+    if v.len().is_multiple_of(2) {
         (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2
     } else {
         v[v.len() / 2]

@@ -8,10 +8,12 @@
 //!
 //! Map: [`wire`] (primitives, framed streams), [`types`] (path infos, build
 //! results, errors, handshake pieces), [`ops`] (operation arguments),
-//! [`trust`] (peer credentials vs trusted/allowed users), [`server`] (one
-//! connection), [`cli`] (listening, `nix-daemon` flags).
+//! [`errors`] (why an operation failed, as the client reads it), [`trust`]
+//! (peer credentials vs trusted/allowed users), [`server`] (one
+//! connection). The `nix-daemon` binary (`src/bin/nix-daemon`) owns the
+//! flags and the listening socket.
 
-pub mod cli;
+pub mod errors;
 pub mod ops;
 pub mod server;
 pub mod trust;

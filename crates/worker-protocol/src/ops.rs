@@ -85,26 +85,38 @@ pub struct AddToStoreNar {
     pub dont_check_sigs: bool,
 }
 
+/// An operation with its arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
+    /// Answered from its arguments alone.
+    Query(Query),
+    /// A stream from the client follows.
+    Incoming(Incoming),
+    /// A NAR goes back to the client.
+    NarFromPath(StorePath),
+}
+
+/// The operations followed by a stream from the client, which the
+/// connection must read to its end, success or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// ≥1.25: a framed stream with a NAR or flat bytes follows
+    AddToStore { name: String, method: String, references: Vec<StorePath>, repair: bool },
+    /// the NAR follows (framed at ≥1.23)
+    AddToStoreNar(Box<AddToStoreNar>),
+    /// a framed stream of (path info, NAR) pairs follows
+    AddMultipleToStore { repair: bool, dont_check_sigs: bool },
+    /// a framed stream with the log follows
+    AddBuildLog(StorePath),
+}
+
+/// The operations answered from their arguments alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
     IsValidPath(StorePath),
     QueryReferrers(StorePath),
-    /// ≥1.25: a framed stream with a NAR or flat bytes follows
-    AddToStore {
-        name: String,
-        method: String,
-        references: Vec<StorePath>,
-        repair: bool,
-    },
-    AddTextToStore {
-        name: String,
-        text: Vec<u8>,
-        references: Vec<StorePath>,
-    },
-    BuildPaths {
-        paths: Vec<String>,
-        mode: u64,
-    },
+    AddTextToStore { name: String, text: Vec<u8>, references: Vec<StorePath> },
+    BuildPaths { paths: Vec<String>, mode: u64 },
     EnsurePath(StorePath),
     AddTempRoot(StorePath),
     AddIndirectRoot(String),
@@ -120,43 +132,18 @@ pub enum Request {
     QueryDerivationOutputNames(StorePath),
     QueryPathFromHashPart(String),
     QuerySubstitutablePathInfos(Vec<StorePath>),
-    QueryValidPaths {
-        paths: Vec<StorePath>,
-        substitute: bool,
-    },
+    QueryValidPaths { paths: Vec<StorePath>, substitute: bool },
     QuerySubstitutablePaths(Vec<StorePath>),
     QueryValidDerivers(StorePath),
     OptimiseStore,
-    VerifyStore {
-        check_contents: bool,
-        repair: bool,
-    },
-    AddSignatures {
-        path: StorePath,
-        sigs: Vec<String>,
-    },
-    NarFromPath(StorePath),
-    /// the NAR follows (framed at ≥1.23)
-    AddToStoreNar(Box<AddToStoreNar>),
+    VerifyStore { check_contents: bool, repair: bool },
+    AddSignatures { path: StorePath, sigs: Vec<String> },
     QueryMissing(Vec<String>),
     QueryDerivationOutputMap(StorePath),
     RegisterDrvOutput(String),
     QueryRealisation(String),
-    /// a framed stream of (path info, NAR) pairs follows
-    AddMultipleToStore {
-        repair: bool,
-        dont_check_sigs: bool,
-    },
-    /// a framed stream with the log follows
-    AddBuildLog(StorePath),
-    BuildPathsWithResults {
-        paths: Vec<String>,
-        mode: u64,
-    },
-    AddPermRoot {
-        path: StorePath,
-        gc_root: String,
-    },
+    BuildPathsWithResults { paths: Vec<String>, mode: u64 },
+    AddPermRoot { path: StorePath, gc_root: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,38 +166,39 @@ async fn read_derived_paths<R: AsyncRead + Unpin>(r: &mut R) -> wire::Result<Vec
 /// Reads the arguments of operation `op`.
 pub async fn read_request<R: AsyncRead + Unpin>(op: u64, version: u64, r: &mut R) -> Result<Request, RequestError> {
     let m = minor(version);
-    let res: wire::Result<Request> = async {
-        Ok(match op {
-            1 => Request::IsValidPath(read_path(r).await?),
-            6 => Request::QueryReferrers(read_path(r).await?),
+    // None: an operation we do not know, its arguments unread
+    let res: wire::Result<Option<Request>> = async {
+        Ok(Some(match op {
+            1 => Request::Query(Query::IsValidPath(read_path(r).await?)),
+            6 => Request::Query(Query::QueryReferrers(read_path(r).await?)),
             7 if m >= 25 => {
                 let name = read_string(r).await?;
                 let method = read_string(r).await?;
                 let references = read_paths(r).await?;
                 let repair = read_bool(r).await?;
-                Request::AddToStore { name, method, references, repair }
+                Request::Incoming(Incoming::AddToStore { name, method, references, repair })
             }
             8 => {
                 let name = read_string(r).await?;
                 let text = wire::read_bytes(r).await?;
                 let references = read_paths(r).await?;
-                Request::AddTextToStore { name, text, references }
+                Request::Query(Query::AddTextToStore { name, text, references })
             }
             9 | 46 => {
                 let paths = read_derived_paths(r).await?;
                 let mode = if m >= 15 { read_u64(r).await? } else { 0 };
                 if op == 9 {
-                    Request::BuildPaths { paths, mode }
+                    Request::Query(Query::BuildPaths { paths, mode })
                 } else {
-                    Request::BuildPathsWithResults { paths, mode }
+                    Request::Query(Query::BuildPathsWithResults { paths, mode })
                 }
             }
-            10 => Request::EnsurePath(read_path(r).await?),
-            11 => Request::AddTempRoot(read_path(r).await?),
-            12 => Request::AddIndirectRoot(read_string(r).await?),
-            13 => Request::SyncWithGc,
-            14 => Request::FindRoots,
-            18 => Request::QueryDeriver(read_path(r).await?),
+            10 => Request::Query(Query::EnsurePath(read_path(r).await?)),
+            11 => Request::Query(Query::AddTempRoot(read_path(r).await?)),
+            12 => Request::Query(Query::AddIndirectRoot(read_string(r).await?)),
+            13 => Request::Query(Query::SyncWithGc),
+            14 => Request::Query(Query::FindRoots),
+            18 => Request::Query(Query::QueryDeriver(read_path(r).await?)),
             19 => {
                 let mut o = ClientOptions {
                     keep_failed: read_bool(r).await?,
@@ -230,7 +218,7 @@ pub async fn read_request<R: AsyncRead + Unpin>(op: u64, version: u64, r: &mut R
                 if m >= 12 {
                     o.overrides = wire::read_string_pairs(r).await?;
                 }
-                Request::SetOptions(o)
+                Request::Query(Query::SetOptions(o))
             }
             20 => {
                 let _action = read_u64(r).await?;
@@ -240,17 +228,17 @@ pub async fn read_request<R: AsyncRead + Unpin>(op: u64, version: u64, r: &mut R
                 for _ in 0..3 {
                     read_u64(r).await?;
                 }
-                Request::CollectGarbage
+                Request::Query(Query::CollectGarbage)
             }
-            21 => Request::QuerySubstitutablePathInfo(read_path(r).await?),
-            22 => Request::QueryDerivationOutputs(read_path(r).await?),
-            23 => Request::QueryAllValidPaths,
-            26 => Request::QueryPathInfo(read_path(r).await?),
-            28 => Request::QueryDerivationOutputNames(read_path(r).await?),
-            29 => Request::QueryPathFromHashPart(read_string(r).await?),
+            21 => Request::Query(Query::QuerySubstitutablePathInfo(read_path(r).await?)),
+            22 => Request::Query(Query::QueryDerivationOutputs(read_path(r).await?)),
+            23 => Request::Query(Query::QueryAllValidPaths),
+            26 => Request::Query(Query::QueryPathInfo(read_path(r).await?)),
+            28 => Request::Query(Query::QueryDerivationOutputNames(read_path(r).await?)),
+            29 => Request::Query(Query::QueryPathFromHashPart(read_string(r).await?)),
             30 => {
                 if m < 22 {
-                    Request::QuerySubstitutablePathInfos(read_paths(r).await?)
+                    Request::Query(Query::QuerySubstitutablePathInfos(read_paths(r).await?))
                 } else {
                     let n = read_u64(r).await?;
                     if n > wire::MAX_COUNT {
@@ -261,19 +249,21 @@ pub async fn read_request<R: AsyncRead + Unpin>(op: u64, version: u64, r: &mut R
                         paths.push(read_path(r).await?);
                         parse_opt_ca(&read_string(r).await?)?;
                     }
-                    Request::QuerySubstitutablePathInfos(paths)
+                    Request::Query(Query::QuerySubstitutablePathInfos(paths))
                 }
             }
             31 => {
                 let paths = read_paths(r).await?;
                 let substitute = if m >= 27 { read_bool(r).await? } else { false };
-                Request::QueryValidPaths { paths, substitute }
+                Request::Query(Query::QueryValidPaths { paths, substitute })
             }
-            32 => Request::QuerySubstitutablePaths(read_paths(r).await?),
-            33 => Request::QueryValidDerivers(read_path(r).await?),
-            34 => Request::OptimiseStore,
-            35 => Request::VerifyStore { check_contents: read_bool(r).await?, repair: read_bool(r).await? },
-            37 => Request::AddSignatures { path: read_path(r).await?, sigs: read_strings(r).await? },
+            32 => Request::Query(Query::QuerySubstitutablePaths(read_paths(r).await?)),
+            33 => Request::Query(Query::QueryValidDerivers(read_path(r).await?)),
+            34 => Request::Query(Query::OptimiseStore),
+            35 => {
+                Request::Query(Query::VerifyStore { check_contents: read_bool(r).await?, repair: read_bool(r).await? })
+            }
+            37 => Request::Query(Query::AddSignatures { path: read_path(r).await?, sigs: read_strings(r).await? }),
             38 => Request::NarFromPath(read_path(r).await?),
             39 => {
                 let path = read_path(r).await?;
@@ -289,22 +279,30 @@ pub async fn read_request<R: AsyncRead + Unpin>(op: u64, version: u64, r: &mut R
                 let dont_check_sigs = read_bool(r).await?;
                 let info =
                     WirePathInfo { deriver, nar_hash, references, registration_time, nar_size, ultimate, sigs, ca };
-                Request::AddToStoreNar(Box::new(AddToStoreNar { path, info, repair, dont_check_sigs }))
+                Request::Incoming(Incoming::AddToStoreNar(Box::new(AddToStoreNar {
+                    path,
+                    info,
+                    repair,
+                    dont_check_sigs,
+                })))
             }
-            40 => Request::QueryMissing(read_derived_paths(r).await?),
-            41 => Request::QueryDerivationOutputMap(read_path(r).await?),
-            42 => Request::RegisterDrvOutput(read_string(r).await?),
-            43 => Request::QueryRealisation(read_string(r).await?),
-            44 => Request::AddMultipleToStore { repair: read_bool(r).await?, dont_check_sigs: read_bool(r).await? },
-            45 => Request::AddBuildLog(read_path(r).await?),
-            47 => Request::AddPermRoot { path: read_path(r).await?, gc_root: read_string(r).await? },
-            _ => return Err(wire::WireError::Invalid(String::new())),
-        })
+            40 => Request::Query(Query::QueryMissing(read_derived_paths(r).await?)),
+            41 => Request::Query(Query::QueryDerivationOutputMap(read_path(r).await?)),
+            42 => Request::Query(Query::RegisterDrvOutput(read_string(r).await?)),
+            43 => Request::Query(Query::QueryRealisation(read_string(r).await?)),
+            44 => Request::Incoming(Incoming::AddMultipleToStore {
+                repair: read_bool(r).await?,
+                dont_check_sigs: read_bool(r).await?,
+            }),
+            45 => Request::Incoming(Incoming::AddBuildLog(read_path(r).await?)),
+            47 => Request::Query(Query::AddPermRoot { path: read_path(r).await?, gc_root: read_string(r).await? }),
+            _ => return Ok(None),
+        }))
     }
     .await;
     match res {
-        Ok(req) => Ok(req),
-        Err(wire::WireError::Invalid(s)) if s.is_empty() => Err(RequestError::Unsupported(op)),
+        Ok(Some(req)) => Ok(req),
+        Ok(None) => Err(RequestError::Unsupported(op)),
         Err(err) => Err(RequestError::Wire { op, err }),
     }
 }

@@ -1,6 +1,7 @@
 //! The daemon side of a connection: handshake, then one operation after
 //! another, each answered from the store and castore services. Generic over
-//! the stream, so tests drive it through an in-memory pipe.
+//! the stream, so tests drive it through an in-memory pipe
+//! (`tests/handshake.rs`).
 //!
 //! Failures while reading an operation's arguments end the connection (the
 //! stream is out of step); failures after that are reported with
@@ -10,14 +11,14 @@ use std::sync::Arc;
 
 use nix_compat::signing::{any_valid, fingerprint, Signature, VerifyingKey};
 use nix_compat::store_path::StorePath;
-use snix_castore::blobservice::BlobService;
-use snix_castore::directoryservice::DirectoryService;
-use snix_store::pathinfoservice::{get_path, PathInfoService};
+use snix_store::composition::StoreServices;
+use snix_store::pathinfoservice::get_path;
 use snix_store::register::{add_content_addressed, add_nar, flat_file_nar, CaMethod, Claimed};
 use snix_store::PathInfo;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
-use crate::ops::{op_name, read_multiple_entry, read_request, AddToStoreNar, Request, RequestError};
+use crate::errors::OpError;
+use crate::ops::{op_name, read_multiple_entry, read_request, AddToStoreNar, Incoming, Query, Request, RequestError};
 use crate::trust::Access;
 use crate::types::*;
 use crate::wire::{self, FramedReader, WireError, WireWriter};
@@ -33,9 +34,7 @@ pub struct Policy {
 /// The services behind the daemon.
 #[derive(Clone)]
 pub struct Backend {
-    pub blobs: Arc<dyn BlobService>,
-    pub dirs: Arc<dyn DirectoryService>,
-    pub infos: Arc<dyn PathInfoService>,
+    pub store: StoreServices,
     /// Path infos seen, shared by all connections. A registered path's info
     /// does not change (but for signatures added here), so hits need no
     /// round trip; misses are never cached — a path may appear any time.
@@ -45,18 +44,18 @@ pub struct Backend {
 const PATH_INFO_CACHE: usize = 65_536;
 
 impl Backend {
-    pub fn new(blobs: Arc<dyn BlobService>, dirs: Arc<dyn DirectoryService>, infos: Arc<dyn PathInfoService>) -> Self {
+    pub fn new(store: StoreServices) -> Self {
         let cache = lru::LruCache::new(std::num::NonZeroUsize::new(PATH_INFO_CACHE).expect("non-zero"));
-        Backend { blobs, dirs, infos, cache: Arc::new(std::sync::Mutex::new(cache)) }
+        Backend { store, cache: Arc::new(std::sync::Mutex::new(cache)) }
     }
 
-    pub async fn path_info(&self, p: &StorePath) -> Result<Option<PathInfo>, snix_castore::Error> {
+    pub async fn path_info(&self, p: &StorePath) -> Result<Option<PathInfo>, snix_store::Error> {
         if let Some(i) = self.cache.lock().expect("cache lock").get(p.digest()) {
             if i.store_path == *p {
                 return Ok(Some(i.clone()));
             }
         }
-        let info = get_path(&*self.infos, p).await?;
+        let info = get_path(&*self.store.infos, p).await?;
         if let Some(i) = &info {
             self.remember(i);
         }
@@ -84,8 +83,8 @@ pub enum ConnError {
     Fatal(String),
 }
 
-/// An operation's failure, reported to the client.
-type OpResult<T> = Result<T, String>;
+/// An operation's outcome; a failure is reported to the client.
+type OpResult<T> = Result<T, OpError>;
 
 fn to_wire_info(i: &PathInfo) -> WirePathInfo {
     WirePathInfo {
@@ -183,10 +182,11 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
         self.send(&w).await
     }
 
-    async fn reply_error(&mut self, msg: &str) -> std::io::Result<()> {
+    /// The one place a failure becomes a STDERR_ERROR reply.
+    async fn reply_error(&mut self, e: &(dyn std::error::Error + Send + Sync)) -> std::io::Result<()> {
         let mut w = WireWriter::new();
         w.u64(STDERR_ERROR);
-        encode_error(&mut w, self.version, msg);
+        encode_error(&mut w, self.version, &e.to_string());
         self.send(&w).await
     }
 
@@ -202,11 +202,11 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
                 Ok(r) => r,
                 Err(e @ RequestError::Unsupported(_)) => {
                     tracing::warn!(user = %self.user, "{e}");
-                    self.reply_error(&e.to_string()).await?;
+                    self.reply_error(&e).await?;
                     continue;
                 }
                 Err(e) => {
-                    let _ = self.reply_error(&e.to_string()).await;
+                    let _ = self.reply_error(&e).await;
                     return Err(e.into());
                 }
             };
@@ -216,7 +216,7 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
     }
 
     async fn path_info(&self, p: &StorePath) -> OpResult<Option<PathInfo>> {
-        self.backend.path_info(p).await.map_err(|e| e.to_string())
+        Ok(self.backend.path_info(p).await?)
     }
 
     async fn is_valid(&self, p: &StorePath) -> OpResult<bool> {
@@ -225,7 +225,7 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
 
     async fn all_infos(&self) -> OpResult<Vec<PathInfo>> {
         use futures::TryStreamExt;
-        self.backend.infos.list().try_collect().await.map_err(|e| e.to_string())
+        Ok(self.backend.store.infos.list().try_collect().await?)
     }
 
     fn trusted(&self) -> bool {
@@ -236,7 +236,7 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
         let signatures = info
             .sigs
             .iter()
-            .map(|s| s.parse::<Signature>().map_err(|e| format!("invalid signature {s:?}: {e}")))
+            .map(|s| s.parse::<Signature>().map_err(|source| OpError::InvalidSignature { sig: s.clone(), source }))
             .collect::<Result<_, _>>()?;
         Ok(Claimed {
             store_path: path,
@@ -255,60 +255,67 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
         path: StorePath,
         info: WirePathInfo,
     ) -> OpResult<()> {
-        if backend.path_info(&path).await.map_err(|e| e.to_string())?.is_some() {
+        if backend.path_info(&path).await?.is_some() {
             // already valid: read and discard the NAR, as Nix does
             let mut nar = nar;
-            tokio::io::copy(&mut nar, &mut tokio::io::sink()).await.map_err(|e| e.to_string())?;
+            tokio::io::copy(&mut nar, &mut tokio::io::sink()).await.map_err(OpError::Receive)?;
             return Ok(());
         }
         let claim = Self::claimed(path, info)?;
-        let info =
-            add_nar(nar, claim, &*backend.blobs, &*backend.dirs, &*backend.infos).await.map_err(|e| e.to_string())?;
+        let s = &backend.store;
+        let info = add_nar(nar, claim, &*s.blobs, &*s.dirs, &*s.infos).await?;
         backend.remember(&info);
         Ok(())
     }
 
-    /// One operation, arguments already read.
-    /// One operation, arguments already read. Operations that read a
-    /// stream from the connection (or write one) are handled here, since
-    /// failing to finish that stream ends the connection; the rest are
-    /// answered by [`answer`](Self::answer).
+    /// One operation, arguments already read. Operations followed by a
+    /// stream are handled by [`incoming`](Self::incoming), since failing to
+    /// finish that stream ends the connection; NarFromPath sends its own
+    /// reply; the rest are answered by [`answer`](Self::answer).
     async fn handle(&mut self, req: Request) -> Result<(), ConnError> {
         let mut w = WireWriter::new();
-        let result: OpResult<()> = match req {
+        let result = match req {
             Request::NarFromPath(p) => return self.nar_from_path(&p).await,
-            Request::AddToStore { name, method, references, .. } => {
-                let r = self.add_to_store(&name, &method, references).await?;
-                r.map(|i| encode_path_info(&mut w, self.version, &i.store_path, &to_wire_info(&i)))
+            Request::Incoming(op) => self.incoming(op, &mut w).await?,
+            Request::Query(q) => self.answer(q, &mut w).await,
+        };
+        match result {
+            Ok(()) => self.reply(w).await?,
+            Err(e) => {
+                tracing::info!(user = %self.user, "operation failed: {e}");
+                self.reply_error(&e).await?
             }
-            Request::AddToStoreNar(req) => self.add_to_store_nar(*req).await?,
-            Request::AddMultipleToStore { dont_check_sigs, .. } => self.add_multiple(dont_check_sigs).await?,
-            Request::AddBuildLog(_) => {
+        }
+        Ok(())
+    }
+
+    /// An operation that reads a stream from the connection: the stream is
+    /// read to its end whatever the outcome; the reply goes to `w`.
+    async fn incoming(&mut self, op: Incoming, w: &mut WireWriter) -> Result<OpResult<()>, ConnError> {
+        Ok(match op {
+            Incoming::AddToStore { name, method, references, .. } => {
+                let r = self.add_to_store(&name, &method, references).await?;
+                r.map(|i| encode_path_info(w, self.version, &i.store_path, &to_wire_info(&i)))
+            }
+            Incoming::AddToStoreNar(req) => self.add_to_store_nar(*req).await?,
+            Incoming::AddMultipleToStore { dont_check_sigs, .. } => self.add_multiple(dont_check_sigs).await?,
+            Incoming::AddBuildLog(_) => {
                 let mut framed = FramedReader::new(&mut self.r);
                 framed.drain().await?;
                 w.u64(1);
                 Ok(())
             }
-            other => self.answer(other, &mut w).await,
-        };
-        match result {
-            Ok(()) => self.reply(w).await?,
-            Err(msg) => {
-                tracing::info!(user = %self.user, "operation failed: {msg}");
-                self.reply_error(&msg).await?
-            }
-        }
-        Ok(())
+        })
     }
 
     /// An operation answered from its arguments alone: the reply goes to `w`.
-    async fn answer(&self, req: Request, w: &mut WireWriter) -> OpResult<()> {
+    async fn answer(&self, req: Query, w: &mut WireWriter) -> OpResult<()> {
         match req {
-            Request::SetOptions(_) => {}
-            Request::IsValidPath(p) => {
+            Query::SetOptions(_) => {}
+            Query::IsValidPath(p) => {
                 w.bool(self.is_valid(&p).await?);
             }
-            Request::QueryPathInfo(p) => {
+            Query::QueryPathInfo(p) => {
                 let m = minor(self.version);
                 match self.path_info(&p).await? {
                     Some(i) => {
@@ -320,10 +327,10 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
                     None if m >= 17 => {
                         w.bool(false);
                     }
-                    None => return Err(format!("path '{p}' is not valid")),
+                    None => return Err(OpError::NotValid(p)),
                 }
             }
-            Request::QueryValidPaths { paths, .. } => {
+            Query::QueryValidPaths { paths, .. } => {
                 let mut valid = Vec::new();
                 for p in paths {
                     if self.is_valid(&p).await? {
@@ -332,15 +339,15 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
                 }
                 w.paths(&valid);
             }
-            Request::QueryAllValidPaths => {
+            Query::QueryAllValidPaths => {
                 let all = self.all_infos().await?;
                 w.paths(all.iter().map(|i| &i.store_path));
             }
-            Request::QueryReferrers(p) => {
+            Query::QueryReferrers(p) => {
                 let all = self.all_infos().await?;
                 w.paths(all.iter().filter(|i| i.references.contains(&p)).map(|i| &i.store_path));
             }
-            Request::QueryValidDerivers(p) => {
+            Query::QueryValidDerivers(p) => {
                 let mut valid = Vec::new();
                 if let Some(d) = self.path_info(&p).await?.and_then(|i| i.deriver) {
                     if self.is_valid(&d).await? {
@@ -349,37 +356,37 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
                 }
                 w.paths(&valid);
             }
-            Request::QueryDeriver(p) => {
+            Query::QueryDeriver(p) => {
                 let deriver = self.path_info(&p).await?.and_then(|i| i.deriver);
                 w.opt_path(deriver.as_ref());
             }
-            Request::QueryPathFromHashPart(h) => {
+            Query::QueryPathFromHashPart(h) => {
                 w.opt_path(self.path_from_hash_part(&h).await?.as_ref());
             }
-            Request::EnsurePath(p) | Request::AddTempRoot(p) => {
+            Query::EnsurePath(p) | Query::AddTempRoot(p) => {
                 if !self.is_valid(&p).await? {
-                    return Err(format!("path '{p}' is not valid"));
+                    return Err(OpError::NotValid(p));
                 }
                 w.u64(1);
             }
-            Request::AddIndirectRoot(_) | Request::SyncWithGc | Request::OptimiseStore => {
+            Query::AddIndirectRoot(_) | Query::SyncWithGc | Query::OptimiseStore => {
                 w.u64(1);
             }
             // nothing to report: no GC roots, substitutes, derivation outputs or realisations here
-            Request::FindRoots
-            | Request::QuerySubstitutablePathInfo(_)
-            | Request::QuerySubstitutablePathInfos(_)
-            | Request::QuerySubstitutablePaths(_)
-            | Request::QueryDerivationOutputs(_)
-            | Request::QueryDerivationOutputNames(_)
-            | Request::QueryDerivationOutputMap(_)
-            | Request::QueryRealisation(_) => {
+            Query::FindRoots
+            | Query::QuerySubstitutablePathInfo(_)
+            | Query::QuerySubstitutablePathInfos(_)
+            | Query::QuerySubstitutablePaths(_)
+            | Query::QueryDerivationOutputs(_)
+            | Query::QueryDerivationOutputNames(_)
+            | Query::QueryDerivationOutputMap(_)
+            | Query::QueryRealisation(_) => {
                 w.u64(0);
             }
-            Request::QueryMissing(paths) => {
+            Query::QueryMissing(paths) => {
                 let mut unknown = Vec::new();
                 for s in &paths {
-                    match DerivedPath::parse(s).map_err(|e| e.to_string())? {
+                    match DerivedPath::parse(s)? {
                         DerivedPath::Opaque(p) => {
                             if !self.is_valid(&p).await? {
                                 unknown.push(p);
@@ -390,11 +397,11 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
                 }
                 w.u64(0).u64(0).paths(&unknown).u64(0).u64(0);
             }
-            Request::BuildPaths { paths, .. } => {
+            Query::BuildPaths { paths, .. } => {
                 self.check_buildable(&paths).await?;
                 w.u64(1);
             }
-            Request::BuildPathsWithResults { paths, .. } => {
+            Query::BuildPathsWithResults { paths, .. } => {
                 self.check_buildable(&paths).await?;
                 w.u64(paths.len() as u64);
                 for p in &paths {
@@ -402,53 +409,45 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
                     encode_build_result(w, self.version, &BuildResult::status(BuildStatus::AlreadyValid, ""));
                 }
             }
-            Request::CollectGarbage => return Err("garbage collection is not supported by this store".into()),
-            Request::VerifyStore { .. } => return Err("verifying the store is not supported by this store".into()),
-            Request::RegisterDrvOutput(_) => return Err("this store does not record realisations".into()),
-            Request::AddPermRoot { .. } => return Err("this store does not keep GC roots".into()),
-            Request::AddSignatures { path, sigs } => {
+            Query::CollectGarbage => return Err(OpError::NoGarbageCollection),
+            Query::VerifyStore { .. } => return Err(OpError::NoVerify),
+            Query::RegisterDrvOutput(_) => return Err(OpError::NoRealisations),
+            Query::AddPermRoot { .. } => return Err(OpError::NoGcRoots),
+            Query::AddSignatures { path, sigs } => {
                 self.add_signatures(&path, &sigs).await?;
                 w.u64(1);
             }
-            Request::AddTextToStore { name, text, references } => {
+            Query::AddTextToStore { name, text, references } => {
                 let size = text.len() as u64;
                 let nar = flat_file_nar(std::io::Cursor::new(text), size);
-                let b = &self.backend;
+                let s = &self.backend.store;
                 let info =
-                    add_content_addressed(nar, &name, CaMethod::Text, references, &*b.blobs, &*b.dirs, &*b.infos)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    add_content_addressed(nar, &name, CaMethod::Text, references, &*s.blobs, &*s.dirs, &*s.infos)
+                        .await?;
                 w.path(&info.store_path);
             }
-            Request::NarFromPath(_)
-            | Request::AddToStore { .. }
-            | Request::AddToStoreNar(_)
-            | Request::AddMultipleToStore { .. }
-            | Request::AddBuildLog(_) => unreachable!("streaming operations are handled by `handle`"),
         }
         Ok(())
     }
 
     async fn path_from_hash_part(&self, h: &str) -> OpResult<Option<StorePath>> {
         let Ok(digest) = nix_compat::nixbase32::decode_fixed::<20>(h.as_bytes()) else {
-            return Err(format!("invalid store path hash part {h:?}"));
+            return Err(OpError::InvalidHashPart(h.to_string()));
         };
-        let info = self.backend.infos.get(digest).await.map_err(|e| e.to_string())?;
+        let info = self.backend.store.infos.get(digest).await?;
         Ok(info.map(|i| i.store_path))
     }
 
     /// Only already-valid opaque paths "build" here.
     async fn check_buildable(&self, paths: &[String]) -> OpResult<()> {
         for s in paths {
-            match DerivedPath::parse(s).map_err(|e| e.to_string())? {
+            match DerivedPath::parse(s)? {
                 DerivedPath::Opaque(p) => {
                     if !self.is_valid(&p).await? {
-                        return Err(format!("path '{p}' is not valid, and this store cannot build or substitute it"));
+                        return Err(OpError::CannotSubstitute(p));
                     }
                 }
-                DerivedPath::Built { drv, .. } => {
-                    return Err(format!("this store cannot build: '{drv}' would have to be built"));
-                }
+                DerivedPath::Built { drv, .. } => return Err(OpError::CannotBuild(drv)),
             }
         }
         Ok(())
@@ -456,16 +455,16 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
 
     async fn add_signatures(&self, path: &StorePath, sigs: &[String]) -> OpResult<()> {
         if !self.trusted() {
-            return Err("you are not privileged to add signatures".into());
+            return Err(OpError::NotPrivilegedToSign);
         }
-        let mut info = self.path_info(path).await?.ok_or_else(|| format!("path '{path}' is not valid"))?;
+        let mut info = self.path_info(path).await?.ok_or_else(|| OpError::NotValid(path.clone()))?;
         for s in sigs {
-            let sig: Signature = s.parse().map_err(|e| format!("invalid signature {s:?}: {e}"))?;
+            let sig: Signature = s.parse().map_err(|source| OpError::InvalidSignature { sig: s.clone(), source })?;
             if !info.signatures.contains(&sig) {
                 info.signatures.push(sig);
             }
         }
-        let info = self.backend.infos.put(info).await.map_err(|e| e.to_string())?;
+        let info = self.backend.store.infos.put(info).await?;
         self.backend.remember(&info);
         Ok(())
     }
@@ -473,13 +472,13 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
     async fn nar_from_path(&mut self, p: &StorePath) -> Result<(), ConnError> {
         let info = match self.path_info(p).await {
             Ok(Some(i)) => i,
-            Ok(None) => return Ok(self.reply_error(&format!("path '{p}' is not valid")).await?),
+            Ok(None) => return Ok(self.reply_error(&OpError::NotValid(p.clone())).await?),
             Err(e) => return Ok(self.reply_error(&e).await?),
         };
         self.send(WireWriter::new().u64(STDERR_LAST)).await?;
         // the NAR follows raw; a failure now cannot be reported in-band
-        let b = self.backend.clone();
-        snix_store::nar::render_nar(&mut self.w, &info.node, &*b.blobs, &*b.dirs)
+        let s = self.backend.store.clone();
+        snix_store::nar::render_nar(&mut self.w, &info.node, &*s.blobs, &*s.dirs)
             .await
             .map_err(|e| ConnError::Fatal(format!("sending the NAR of {p}: {e}")))?;
         self.w.flush().await?;
@@ -494,22 +493,22 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
         method: &str,
         references: Vec<StorePath>,
     ) -> Result<OpResult<PathInfo>, ConnError> {
-        let b = self.backend.clone();
+        let s = self.backend.store.clone();
         let mut framed = FramedReader::new(&mut self.r);
         let result = match CaMethod::parse(method) {
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
             Ok(method) if method.takes_nar() => {
-                add_content_addressed(&mut framed, name, method, references, &*b.blobs, &*b.dirs, &*b.infos)
+                add_content_addressed(&mut framed, name, method, references, &*s.blobs, &*s.dirs, &*s.infos)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(OpError::from)
             }
             Ok(method) => match spool(&mut framed).await {
-                Err(e) => Err(format!("receiving contents: {e}")),
+                Err(e) => Err(OpError::Receive(e)),
                 Ok((file, size)) => {
                     let nar = flat_file_nar(file, size);
-                    add_content_addressed(nar, name, method, references, &*b.blobs, &*b.dirs, &*b.infos)
+                    add_content_addressed(nar, name, method, references, &*s.blobs, &*s.dirs, &*s.infos)
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(OpError::from)
                 }
             },
         };
@@ -577,15 +576,15 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
         let (policy, trusted) = (self.policy.clone(), self.trusted());
         let mut framed = FramedReader::new(&mut self.r);
         let result: OpResult<()> = async {
-            let count = wire::read_u64(&mut framed).await.map_err(|e| e.to_string())?;
+            let count = wire::read_u64(&mut framed).await?;
             for _ in 0..count {
-                let (path, info) = read_multiple_entry(&mut framed).await.map_err(|e| e.to_string())?;
+                let (path, info) = read_multiple_entry(&mut framed).await?;
                 let nar_size = info.nar_size;
                 let mut nar = (&mut framed).take(nar_size);
                 check_signatures(&policy, trusted, &path, &info, dont_check_sigs)?;
                 Self::add_one(&b, &mut nar, path, info).await?;
                 // a NAR shorter than its narSize was caught by add_nar; skip any rest
-                tokio::io::copy(&mut nar, &mut tokio::io::sink()).await.map_err(|e| e.to_string())?;
+                tokio::io::copy(&mut nar, &mut tokio::io::sink()).await.map_err(OpError::Receive)?;
             }
             Ok(())
         }
@@ -613,7 +612,7 @@ fn check_signatures(
     if any_valid(&policy.trusted_public_keys, &fp, &sigs) {
         Ok(())
     } else {
-        Err(format!("cannot add path '{path}' because it lacks a signature by a trusted key"))
+        Err(OpError::LacksSignature(path.clone()))
     }
 }
 

@@ -1,12 +1,14 @@
 //! Our nix-daemon judged by real Nix 2.8 clients: copies to and from it,
 //! queries, adds, trust — and by a hand-written client sending bad input.
+#![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use integration_tests::judge::{build_closure, nix, nix_available, nix_cmd, nix_stdout, path_str, sorted_lines};
+use integration_tests::judge::{build_closure, nix, nix_cmd, nix_stdout, path_str, require_nix, sorted_lines};
+use integration_tests::raw_client::{string, u64le, RawClient};
 use integration_tests::stack::{Mount, NixDaemon, StoreDaemon};
 use serde_json::Value;
 
@@ -52,10 +54,9 @@ fn path_infos(json: &str) -> Vec<Value> {
 }
 
 #[test]
+#[ignore = "needs nix, root and /dev/fuse"]
 fn nix_2_8_copies_queries_and_verifies_through_our_daemon() {
-    if !nix_available("nix_2_8_copies_queries_and_verifies_through_our_daemon") {
-        return;
-    }
+    require_nix();
     let tmp = tempfile::tempdir().unwrap();
     let (top, _dep) = build_closure(tmp.path());
     let store = StoreDaemon::start(&tmp.path().join("state"));
@@ -120,10 +121,9 @@ fn nix_2_8_copies_queries_and_verifies_through_our_daemon() {
 }
 
 #[test]
+#[ignore = "needs nix"]
 fn untrusted_users_need_signatures_for_input_addressed_paths() {
-    if !nix_available("untrusted_users_need_signatures_for_input_addressed_paths") {
-        return;
-    }
+    require_nix();
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (top, dep) = build_closure(tmp.path());
@@ -175,86 +175,8 @@ fn untrusted_users_need_signatures_for_input_addressed_paths() {
     store.snix_store(&["path-info", &top]);
 }
 
-/// A minimal client: handshake at 1.34 (Nix 2.8), then raw bytes.
-struct RawClient(UnixStream);
-
-fn u64le(v: u64) -> [u8; 8] {
-    v.to_le_bytes()
-}
-
-fn string(s: &[u8]) -> Vec<u8> {
-    let mut v = u64le(s.len() as u64).to_vec();
-    v.extend_from_slice(s);
-    v.resize(v.len() + (8 - s.len() % 8) % 8, 0);
-    v
-}
-
-impl RawClient {
-    fn connect(socket: &Path) -> RawClient {
-        let s = UnixStream::connect(socket).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
-        let mut c = RawClient(s);
-        c.send(&u64le(0x6e697863));
-        assert_eq!(c.u64(), 0x6478696f);
-        assert_eq!(c.u64(), 0x126);
-        c.send(&u64le(0x122));
-        c.send(&u64le(0));
-        c.send(&u64le(0));
-        let _version = c.string();
-        assert_eq!(c.u64(), 0x616c7473, "STDERR_LAST after the handshake");
-        c
-    }
-    fn send(&mut self, b: &[u8]) {
-        self.0.write_all(b).unwrap();
-    }
-    fn u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        self.0.read_exact(&mut b).unwrap();
-        u64::from_le_bytes(b)
-    }
-    fn string(&mut self) -> String {
-        let n = self.u64() as usize;
-        let mut b = vec![0u8; n + (8 - n % 8) % 8];
-        self.0.read_exact(&mut b).unwrap();
-        b.truncate(n);
-        String::from_utf8(b).unwrap()
-    }
-    /// Reads a STDERR_ERROR (protocol ≥1.26) and returns its message.
-    fn error(&mut self) -> String {
-        assert_eq!(self.u64(), 0x63787470, "expected STDERR_ERROR");
-        assert_eq!(self.string(), "Error");
-        self.u64();
-        self.string();
-        let msg = self.string();
-        assert_eq!(self.u64(), 0, "no position");
-        let traces = self.u64();
-        for _ in 0..traces {
-            self.u64();
-            self.string();
-        }
-        msg
-    }
-    /// IsValidPath on a path that is not there: the connection works.
-    fn works(&mut self) {
-        self.send(&u64le(1));
-        self.send(&string(b"/nix/store/00000000000000000000000000000000-nothing"));
-        assert_eq!(self.u64(), 0x616c7473);
-        assert_eq!(self.u64(), 0);
-    }
-    /// Whether the daemon closed the connection.
-    fn closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        loop {
-            match self.0.read(&mut b) {
-                Ok(0) => return true,
-                Ok(_) => continue, // an error message first is fine
-                Err(_) => return false,
-            }
-        }
-    }
-}
-
 #[test]
+#[ignore = "needs nix"]
 fn bad_input_gets_errors_and_other_clients_are_served() {
     let tmp = tempfile::tempdir().unwrap();
     let store = StoreDaemon::start(&tmp.path().join("state"));
@@ -291,7 +213,7 @@ fn bad_input_gets_errors_and_other_clients_are_served() {
     c.send(&u64le(1));
     c.send(&u64le(1000));
     c.send(b"/nix/store/short");
-    c.0.shutdown(std::net::Shutdown::Write).unwrap();
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
     assert!(c.closed());
     bystander.works();
 
@@ -363,7 +285,7 @@ fn bad_input_gets_errors_and_other_clients_are_served() {
     c.send(&u64le(0));
     c.send(&u64le(100));
     c.send(b"only a few bytes");
-    c.0.shutdown(std::net::Shutdown::Write).unwrap();
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
     assert!(c.closed());
 
     bystander.works();
@@ -372,13 +294,10 @@ fn bad_input_gets_errors_and_other_clients_are_served() {
 }
 
 #[test]
+#[ignore = "needs nix, root and /dev/fuse"]
 fn nix_2_26_handshakes_at_1_38_and_gets_the_same_answers() {
-    if !nix_available("nix_2_26_handshakes_at_1_38_and_gets_the_same_answers") {
-        return;
-    }
-    let Some(root) = integration_tests::trixie::chroot("nix_2_26_handshakes_at_1_38_and_gets_the_same_answers") else {
-        return;
-    };
+    require_nix();
+    let root = integration_tests::trixie::chroot();
     let tmp = tempfile::tempdir().unwrap();
     let (top, _) = build_closure(tmp.path());
     let (host, inside) = integration_tests::trixie::scratch(root, "nd-2-26");

@@ -2,6 +2,7 @@
 //! tests/vectors): each `.bin` is what Nix writes for the values in the
 //! `.json` beside it. We decode the bytes into those values and encode the
 //! values back into the same bytes.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 

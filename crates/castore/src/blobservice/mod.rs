@@ -1,6 +1,7 @@
 //! Blob storage: contents addressed by their BLAKE3 digest.
 //!
-//! One trait, one backend per file, chosen by URL in [`from_addr`].
+//! One trait, one backend per file, chosen by URL in
+//! [`crate::composition`].
 
 use std::io;
 use std::pin::Pin;
@@ -16,14 +17,12 @@ use crate::digest::B3Digest;
 
 mod chunked_reader;
 mod combinator;
-mod from_addr;
 pub mod grpc;
 mod memory;
 mod objectstore_file;
 
 pub use chunked_reader::{ChunkFetcher, ChunkedReader};
 pub use combinator::CombinedBlobService;
-pub use from_addr::from_addr;
 pub use grpc::GrpcBlobService;
 pub use memory::MemoryBlobService;
 pub use objectstore_file::ObjectStoreFileBlobService;

@@ -217,7 +217,18 @@ fn encode_chunk(data: &[u8]) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn decode_chunk(mut stored: Vec<u8>) -> Result<Vec<u8>, String> {
+/// Why a stored chunk file does not decode.
+#[derive(Debug, thiserror::Error)]
+enum ChunkDecodeError {
+    #[error("bad zstd frame header")]
+    FrameHeader,
+    #[error("zstd: {0}")]
+    Zstd(io::Error),
+    #[error("unknown chunk encoding")]
+    Encoding,
+}
+
+fn decode_chunk(mut stored: Vec<u8>) -> Result<Vec<u8>, ChunkDecodeError> {
     match stored.first() {
         Some(b'R') => {
             stored.remove(0);
@@ -227,17 +238,17 @@ fn decode_chunk(mut stored: Vec<u8>) -> Result<Vec<u8>, String> {
             let frame = &stored[1..];
             let size = match zstd::zstd_safe::get_frame_content_size(frame) {
                 Ok(Some(n)) if n <= CHUNK_MAX as u64 => n as usize,
-                _ => return Err("bad zstd frame header".into()),
+                _ => return Err(ChunkDecodeError::FrameHeader),
             };
             DECOMPRESSOR.with(|d| {
                 let mut d = d.borrow_mut();
                 if d.is_none() {
-                    *d = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+                    *d = Some(zstd::bulk::Decompressor::new().map_err(ChunkDecodeError::Zstd)?);
                 }
-                d.as_mut().expect("set above").decompress(frame, size).map_err(|e| format!("zstd: {e}"))
+                d.as_mut().expect("set above").decompress(frame, size).map_err(ChunkDecodeError::Zstd)
             })
         }
-        _ => Err("unknown chunk encoding".into()),
+        _ => Err(ChunkDecodeError::Encoding),
     }
 }
 

@@ -1,10 +1,10 @@
 //! Directory storage: the Merkle tree of `Directory` messages.
 //!
-//! One trait, one backend per file, chosen by URL in [`from_addr`]. Every
-//! backend validates a put batch the same way ([`validate_batch`]): leaves
-//! first, every referenced directory sent before or already stored, sizes not
-//! understated, everything connected to the root (the last one) — and stores
-//! all of it or nothing.
+//! One trait, one backend per file, chosen by URL in [`crate::composition`].
+//! Every backend validates a put batch the same way ([`validate_batch`]):
+//! leaves first, every referenced directory sent before or already stored,
+//! sizes not understated, everything connected to the root (the last one) —
+//! and stores all of it or nothing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -17,14 +17,12 @@ use crate::directory::{Directory, DirectoryError};
 use crate::errors::Error;
 
 mod combinator;
-mod from_addr;
 pub mod grpc;
 mod memory;
 mod sled;
 
 pub use self::sled::SledDirectoryService;
 pub use combinator::CombinedDirectoryService;
-pub use from_addr::from_addr;
 pub use grpc::GrpcDirectoryService;
 pub use memory::MemoryDirectoryService;
 
@@ -169,6 +167,3 @@ where
     }
     Ok(out)
 }
-
-#[cfg(test)]
-mod tests;

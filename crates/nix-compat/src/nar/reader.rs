@@ -68,6 +68,8 @@ impl<R: BufRead> NarReader<R> {
     }
 
     /// The next event; `None` after `End` has been returned.
+    // not `Iterator::next`: each event borrows the reader (a lending iterator)
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<NarEvent<'_>>, NarReadError> {
         self.inner.consume(std::mem::take(&mut self.pending));
         if self.ended {

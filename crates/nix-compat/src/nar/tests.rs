@@ -9,7 +9,7 @@ use super::*;
 fn tok(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(&(s.len() as u64).to_le_bytes());
     out.extend_from_slice(s);
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(0);
     }
 }

@@ -4,10 +4,11 @@
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use snix_castore::{Error, Node};
+use snix_castore::Node;
 use tonic::transport::Channel;
 
 use super::PathInfoService;
+use crate::errors::Error;
 use crate::pathinfo::PathInfo;
 use crate::proto::path_info_service_client::PathInfoServiceClient;
 use crate::proto::{self, get_path_info_request::ByWhat};
@@ -20,7 +21,7 @@ pub struct GrpcPathInfoService {
 }
 
 fn received(p: proto::PathInfo) -> Result<PathInfo, Error> {
-    PathInfo::try_from(p).map_err(|e| Error::Corrupt(format!("remote sent an invalid path info: {e}")))
+    PathInfo::try_from(p).map_err(|e| Error::InvalidReply(format!("path info: {e}")))
 }
 
 impl GrpcPathInfoService {
@@ -37,7 +38,7 @@ impl GrpcPathInfoService {
         let r = self.client.clone().calculate_nar(node.to_entry(Bytes::new())).await?.into_inner();
         let sha: [u8; 32] = r.nar_sha256[..]
             .try_into()
-            .map_err(|_| Error::Corrupt(format!("remote sent a {}-byte NAR sha256", r.nar_sha256.len())))?;
+            .map_err(|_| Error::InvalidReply(format!("a {}-byte NAR sha256", r.nar_sha256.len())))?;
         Ok((r.nar_size, sha))
     }
 }
@@ -50,7 +51,7 @@ impl PathInfoService for GrpcPathInfoService {
             Ok(r) => {
                 let info = received(r.into_inner())?;
                 if info.store_path.digest() != &digest {
-                    return Err(Error::Corrupt(format!("remote sent {} for another digest", info.store_path)));
+                    return Err(Error::InvalidReply(format!("{} for another digest", info.store_path)));
                 }
                 Ok(Some(info))
             }

@@ -5,7 +5,8 @@ use std::sync::{Arc, RwLock};
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use snix_castore::Error;
+
+use crate::errors::Error;
 
 use super::PathInfoService;
 use crate::pathinfo::PathInfo;

@@ -1,21 +1,20 @@
 //! Path info storage: one trait, one backend per file, chosen by URL in
-//! [`from_addr`].
+//! [`crate::composition`].
 
 use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use nix_compat::store_path::StorePath;
-use snix_castore::Error;
+
+use crate::errors::Error;
 
 use crate::pathinfo::PathInfo;
 
-mod from_addr;
 pub mod grpc;
 mod memory;
 mod sled;
 
 pub use self::sled::SledPathInfoService;
-pub use from_addr::from_addr;
 pub use grpc::GrpcPathInfoService;
 pub use memory::MemoryPathInfoService;
 
@@ -50,6 +49,3 @@ impl<T: PathInfoService + ?Sized> PathInfoService for Arc<T> {
         (**self).list()
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -6,7 +6,8 @@ use std::path::Path;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use prost::Message;
-use snix_castore::Error;
+
+use crate::errors::Error;
 
 use super::PathInfoService;
 use crate::pathinfo::PathInfo;
@@ -18,10 +19,11 @@ pub struct SledPathInfoService {
 }
 
 fn decode(key: &[u8], raw: &[u8]) -> Result<PathInfo, Error> {
-    let p = proto::PathInfo::decode(raw).map_err(|e| Error::Corrupt(format!("stored path info: {e}")))?;
-    let info = PathInfo::try_from(p).map_err(|e| Error::Corrupt(format!("stored path info: {e}")))?;
+    let corrupt = |reason: String| Error::CorruptStored { key: nix_compat::nixbase32::encode(key), reason };
+    let p = proto::PathInfo::decode(raw).map_err(|e| corrupt(e.to_string()))?;
+    let info = PathInfo::try_from(p).map_err(|e| corrupt(e.to_string()))?;
     if info.store_path.digest()[..] != key[..] {
-        return Err(Error::Corrupt(format!("stored path info for {} under another key", info.store_path)));
+        return Err(corrupt(format!("it is the path info of {}", info.store_path)));
     }
     Ok(info)
 }
@@ -44,8 +46,7 @@ impl PathInfoService for SledPathInfoService {
             Some(raw) => decode(&digest, &raw).map(Some),
             None => Ok(None),
         })
-        .await
-        .map_err(|e| Error::Storage(e.to_string()))?
+        .await?
     }
 
     async fn put(&self, info: PathInfo) -> Result<PathInfo, Error> {

@@ -1,38 +1,29 @@
-//! The `snix-store` command: `daemon`, `import`, `copy`, `path-info`, `dump`, `mount`.
+//! The `snix-store` program: `daemon`, `import`, `copy`, `path-info`,
+//! `dump`, `mount`. Flags and wiring only; the work is done by the
+//! `snix_store` library.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use nix_compat::path_info_json;
 use nix_compat::store_path::StorePath;
-use snix_castore::blobservice::{self, BlobService};
-use snix_castore::cli::{embedded_castore_addrs, health_and_reflection, parse_mode, serve_until_signal};
-use snix_castore::directoryservice::{self, DirectoryService};
-use snix_castore::{grpc_server as castore_grpc, Error};
-use snix_cli_common::{dirs, CastoreAddrs, ListenAddr, Listener, PathInfoAddr};
+use snix_castore::grpc_server as castore_grpc;
+use snix_cli_common::{dirs, ListenAddr, Listener, SocketMode, StoreAddrs};
+use snix_store::composition::StoreServices;
+use snix_store::pathinfoservice::{self, PathInfoService};
+use snix_store::{copy, grpc_server, import, nar, proto, PathInfo};
 
-use crate::pathinfo::PathInfo;
-use crate::pathinfoservice::{self, PathInfoService};
-use crate::{copy, grpc_server, import, nar, proto};
+mod progress;
 
 #[derive(Parser, Debug)]
 #[command(name = "snix-store", version, about = "Nix store paths on a content-addressed store")]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The three service addresses every command takes.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct StoreAddrs {
-    #[command(flatten)]
-    pub castore: CastoreAddrs,
-    #[command(flatten)]
-    pub path_info: PathInfoAddr,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+enum Command {
     /// Serve snix.store.v1 PathInfoService and the castore services
     /// (snix.castore.v1), plus grpc.health.v1 and reflection.
     ///
@@ -72,7 +63,7 @@ pub enum Command {
     PathInfo {
         #[arg(required = true)]
         paths: Vec<String>,
-        /// Print JSON shaped like `nix path-info --json`.
+        /// Print JSON shaped like `nix path-info --json` (Nix 2.8's list form).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -93,109 +84,75 @@ pub enum Command {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct DaemonArgs {
+struct DaemonArgs {
     /// Where to listen: unix:///abs/path, /abs/path or host:port (TCP: no
     /// authentication — only on trusted networks). Default: snix-store.sock in
     /// the runtime directory ($RUNTIME_DIRECTORY, else /run/snix as root),
     /// where the other snix programs look for it. A socket passed by systemd
     /// (LISTEN_FDS) takes precedence.
     #[arg(short = 'l', long, env = "SNIX_STORE_LISTEN_ADDRESS")]
-    pub listen_address: Option<ListenAddr>,
+    listen_address: Option<ListenAddr>,
 
     /// Permissions of the unix socket (octal).
-    #[arg(long, default_value = "660", value_parser = parse_mode)]
-    pub unix_socket_mode: u32,
+    #[arg(long, default_value = "660")]
+    unix_socket_mode: SocketMode,
 
     #[command(flatten)]
-    pub addrs: StoreAddrs,
+    addrs: StoreAddrs,
 }
 
-pub struct Services {
-    pub blobs: Arc<dyn BlobService>,
-    pub dirs: Arc<dyn DirectoryService>,
-    pub infos: Arc<dyn PathInfoService>,
+#[derive(Debug, thiserror::Error)]
+enum LookupError {
+    #[error("{0}: {1}")]
+    Invalid(String, nix_compat::store_path::StorePathError),
+    #[error("path '{0}' is not valid")]
+    NotValid(StorePath),
+    #[error(transparent)]
+    Store(#[from] snix_store::Error),
 }
 
 /// The services a client command uses: the local store daemon's, unless
 /// addresses say otherwise.
-pub fn client_services(addrs: &StoreAddrs) -> Result<Services, Error> {
-    let socket = dirs::grpc_unix_addr(&dirs::store_socket());
-    let (b, d) = addrs.castore.resolve(socket.clone(), socket.clone());
-    let p = addrs.path_info.path_info_service_addr.clone().unwrap_or(socket);
-    Ok(Services {
-        blobs: blobservice::from_addr(&b)?,
-        dirs: directoryservice::from_addr(&d)?,
-        infos: pathinfoservice::from_addr(&p)?,
-    })
+fn client_services(addrs: &StoreAddrs) -> Result<StoreServices, snix_store::Error> {
+    let a = addrs.or_store_daemon();
+    StoreServices::from_addrs(&a.blob, &a.directory, &a.path_info)
 }
 
-pub async fn run_daemon(args: DaemonArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let (default_blob, default_dirs) = embedded_castore_addrs();
-    let (blob_addr, dir_addr) = args.addrs.castore.resolve(default_blob, default_dirs);
-    let pi_addr = args
-        .addrs
-        .path_info
-        .path_info_service_addr
-        .clone()
-        .unwrap_or_else(|| format!("sled://{}", dirs::state_dir().join("store").join("pathinfo").display()));
-    let blobs = blobservice::from_addr(&blob_addr)?;
-    let dir_svc = directoryservice::from_addr(&dir_addr)?;
-    let infos = pathinfoservice::from_addr(&pi_addr)?;
+async fn run_daemon(args: DaemonArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let addrs = args.addrs.or_embedded();
+    let s = StoreServices::from_addrs(&addrs.blob, &addrs.directory, &addrs.path_info)?;
 
-    let (reporter, health, reflection) =
-        health_and_reflection(&[snix_castore::proto::FILE_DESCRIPTOR_SET, proto::FILE_DESCRIPTOR_SET]).await?;
+    let (reporter, health, reflection) = snix_cli_common::health_and_reflection(&[
+        snix_castore::proto::FILE_DESCRIPTOR_SET,
+        proto::FILE_DESCRIPTOR_SET,
+    ])?;
     reporter.set_serving::<castore_grpc::BlobServer>().await;
     reporter.set_serving::<castore_grpc::DirectoryServer>().await;
     reporter.set_serving::<grpc_server::PathInfoServer>().await;
-    let router = castore_grpc::castore_router(blobs.clone(), dir_svc.clone())
+    let router = castore_grpc::castore_router(s.blobs.clone(), s.dirs.clone())
         .add_service(health)
         .add_service(reflection)
-        .add_service(grpc_server::path_info_server(infos, blobs, dir_svc));
+        .add_service(grpc_server::path_info_server(s.infos, s.blobs, s.dirs));
 
     let listen = args.listen_address.unwrap_or_else(|| ListenAddr::Unix(dirs::store_socket()));
-    let listener = Listener::bind_or_activated(&listen, args.unix_socket_mode).await?;
-    listener.refuse_self_reference(&[
-        ("BLOB_SERVICE_ADDR", &blob_addr),
-        ("DIRECTORY_SERVICE_ADDR", &dir_addr),
-        ("PATH_INFO_SERVICE_ADDR", &pi_addr),
-    ])?;
-    tracing::info!(listen = %listen, blobs = %blob_addr, directories = %dir_addr, path_infos = %pi_addr, "snix-store daemon ready");
+    let listener = Listener::bind_or_activated(&listen, args.unix_socket_mode.0).await?;
+    listener.refuse_self_reference(&addrs.named())?;
+    tracing::info!(listen = %listen, blobs = %addrs.blob, directories = %addrs.directory, path_infos = %addrs.path_info, "snix-store daemon ready");
     snix_cli_common::notify_ready();
-    serve_until_signal(listener, router).await
+    Ok(snix_cli_common::serve_until_signal(listener, router).await?)
 }
 
-fn parse_store_path(s: &str) -> Result<StorePath, Error> {
+fn parse_store_path(s: &str) -> Result<StorePath, LookupError> {
     // accept paths inside a store path too, as Nix does for queries
     let (p, _) = StorePath::from_absolute_path_full(s.as_bytes())
         .or_else(|_| StorePath::from_basename(s.as_bytes()).map(|p| (p, &b""[..])))
-        .map_err(|e| Error::InvalidRequest(format!("{s}: {e}")))?;
+        .map_err(|e| LookupError::Invalid(s.to_string(), e))?;
     Ok(p)
 }
 
-async fn lookup(infos: &dyn PathInfoService, s: &str) -> Result<PathInfo, Error> {
+async fn lookup(infos: &dyn PathInfoService, s: &str) -> Result<PathInfo, LookupError> {
     let p = parse_store_path(s)?;
-    pathinfoservice::get_path(infos, &p).await?.ok_or_else(|| Error::NotFound(format!("path '{p}' is not valid")))
-}
-
-/// `nix path-info --json` shape (Nix 2.8).
-pub fn path_info_json(info: &PathInfo) -> serde_json::Value {
-    let mut refs: Vec<String> = info.references.iter().map(|r| r.to_string()).collect();
-    refs.sort();
-    let mut m = serde_json::Map::new();
-    m.insert("path".into(), info.store_path.to_string().into());
-    m.insert("narHash".into(), info.nar_hash().to_sri().into());
-    m.insert("narSize".into(), info.nar_size.into());
-    m.insert("references".into(), refs.into());
-    if let Some(d) = &info.deriver {
-        m.insert("deriver".into(), d.to_string().into());
-    }
-    if let Some(ca) = &info.ca {
-        m.insert("ca".into(), ca.to_string().into());
-    }
-    if !info.signatures.is_empty() {
-        m.insert("signatures".into(), info.signatures.iter().map(|s| s.to_string()).collect::<Vec<_>>().into());
-    }
-    serde_json::Value::Object(m)
+    pathinfoservice::get_path(infos, &p).await?.ok_or(LookupError::NotValid(p))
 }
 
 /// Runs `snix-mount` from our own directory, else from PATH.
@@ -207,7 +164,7 @@ fn exec_mount(args: Vec<std::ffi::OsString>) -> Result<(), Box<dyn std::error::E
     Err(format!("running {}: {err}", program.display()).into())
 }
 
-pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Daemon(args) => run_daemon(args).await,
         Command::Import { paths, addrs } => {
@@ -230,34 +187,11 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             let s = client_services(&addrs)?;
             let closure = copy::resolve(source).await?;
-            let total: u64 = closure.iter().map(|c| c.nar_size).sum();
-            // a bar on a terminal; plain log lines for journals and pipes
-            let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-                let bar = indicatif::ProgressBar::new(total);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} [{msg}]",
-                    )
-                    .expect("valid template"),
-                );
-                bar
-            });
-            let mut done = 0u64;
-            let stats = copy::copy_closure(closure, &*s.blobs, &*s.dirs, &*s.infos, |i, n, c, skip| {
-                if let Some(bar) = &bar {
-                    bar.set_position(done);
-                    bar.set_message(format!("{}/{n} {}", i + 1, c.store_path));
-                } else if skip {
-                    tracing::info!("[{}/{n}] {} already present", i + 1, c.store_path);
-                } else {
-                    tracing::info!("[{}/{n}] copying {} ({} bytes)", i + 1, c.store_path, c.nar_size);
-                }
-                done += c.nar_size;
-            })
-            .await;
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
-            }
+            let mut progress = progress::CopyProgress::new(closure.iter().map(|c| c.nar_size).sum());
+            let stats =
+                copy::copy_closure(closure, &*s.blobs, &*s.dirs, &*s.infos, |i, n, c, skip| progress.at(i, n, c, skip))
+                    .await;
+            progress.finish();
             let stats = stats?;
             eprintln!(
                 "copied {} paths ({} NAR bytes), {} already present",
@@ -272,7 +206,8 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 out.push(lookup(&*s.infos, p).await?);
             }
             if json {
-                println!("{}", serde_json::Value::Array(out.iter().map(path_info_json).collect()));
+                let infos: Vec<_> = out.iter().map(|i| (i.store_path.clone(), Some(i.to_json()))).collect();
+                println!("{}", path_info_json::print(path_info_json::Form::List, &infos));
             } else {
                 for i in out {
                     let refs: Vec<String> = i.references.iter().map(|r| r.to_string()).collect();
@@ -299,8 +234,6 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// The whole `snix-store` program; `main.rs` only calls this.
-pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    snix_cli_common::run_main("snix-store", run(cli))
+fn main() -> std::process::ExitCode {
+    snix_cli_common::run_main("snix-store", run(Cli::parse()))
 }

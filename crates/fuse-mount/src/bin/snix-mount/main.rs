@@ -1,11 +1,13 @@
-//! The `snix-mount` command: mount, report ready, unmount on SIGINT/SIGTERM.
+//! The `snix-mount` program: mount, report ready, unmount on
+//! SIGINT/SIGTERM. Flags and the mount's lifecycle; the file system itself
+//! is `snix_fuse_mount::fs`.
 
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use snix_store::cli::{client_services, StoreAddrs};
-
-use crate::fs::{Options, SnixFs};
+use snix_cli_common::StoreAddrs;
+use snix_fuse_mount::fs::{Options, SnixFs};
+use snix_store::composition::StoreServices;
 
 /// Mount the snix store read-only with FUSE: one directory per store path,
 /// named by its basename (`<hash>-<name>`), contents read from the castore.
@@ -15,35 +17,35 @@ use crate::fs::{Options, SnixFs};
 /// the *_SERVICE_ADDR flags or variables say otherwise.
 #[derive(Parser, Debug)]
 #[command(name = "snix-mount", version)]
-pub struct Cli {
+struct Cli {
     /// Where to mount (an existing directory).
-    pub mountpoint: PathBuf,
+    mountpoint: PathBuf,
 
     /// Allow listing the mount's root (every store path). Off by default: on
     /// a large store a listing is expensive, and Nix never needs it.
     #[arg(long, env = "SNIX_MOUNT_LIST_ROOT")]
-    pub list_root: bool,
+    list_root: bool,
 
     /// Let users other than the one mounting access the mount (needed when
     /// Nix or an overlay mount run as another user; as root, always allowed).
     #[arg(long, env = "SNIX_MOUNT_ALLOW_OTHER")]
-    pub allow_other: bool,
+    allow_other: bool,
 
     /// FUSE worker threads: requests served at once.
     #[arg(long, env = "SNIX_MOUNT_THREADS", default_value_t = default_threads())]
-    pub threads: usize,
+    threads: usize,
 
     /// Expose each file's and directory's castore digest as the extended
     /// attribute `user.snix.castore.digest`.
     #[arg(long, env = "SNIX_MOUNT_SHOW_XATTR", overrides_with = "no_show_xattr")]
-    pub show_xattr: bool,
+    show_xattr: bool,
 
     /// Expose no extended attributes (the default).
     #[arg(long, overrides_with = "show_xattr")]
-    pub no_show_xattr: bool,
+    no_show_xattr: bool,
 
     #[command(flatten)]
-    pub addrs: StoreAddrs,
+    addrs: StoreAddrs,
 }
 
 fn default_threads() -> usize {
@@ -51,7 +53,7 @@ fn default_threads() -> usize {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum MountError {
+enum MountError {
     #[error(
         "{0} is a stale FUSE mount (the process serving it died). Unmount it first: `umount -l {0}` (or `fusermount3 -u {0}`)"
     )]
@@ -59,13 +61,13 @@ pub enum MountError {
     #[error("mount point {0}: {1}")]
     MountPoint(String, String),
     #[error("cannot reach the store daemon: {0}")]
-    Daemon(String),
+    Daemon(snix_store::Error),
     #[error("mounting at {0}: {1}")]
     Mount(String, std::io::Error),
 }
 
 /// Refuses a mount point that is missing, not a directory, or a dead mount.
-pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
+fn check_mountpoint(path: &Path) -> Result<(), MountError> {
     let shown = path.display().to_string();
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => Ok(()),
@@ -75,11 +77,12 @@ pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
     }
 }
 
-pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     check_mountpoint(&cli.mountpoint)?;
-    let s = client_services(&cli.addrs)?;
+    let a = cli.addrs.or_store_daemon();
+    let s = StoreServices::from_addrs(&a.blob, &a.directory, &a.path_info)?;
     // fail now, not on the first lookup, if the daemon is not there
-    s.infos.get([0; 20]).await.map_err(|e| MountError::Daemon(e.to_string()))?;
+    s.infos.get([0; 20]).await.map_err(MountError::Daemon)?;
 
     let fs = SnixFs::new(
         tokio::runtime::Handle::current(),
@@ -148,8 +151,6 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// The whole `snix-mount` program; `main.rs` only calls this.
-pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    snix_cli_common::run_main("snix-mount", run(cli))
+fn main() -> std::process::ExitCode {
+    snix_cli_common::run_main("snix-mount", run(Cli::parse()))
 }

@@ -1,16 +1,16 @@
-//! The `nix-daemon` command: listen (a unix socket, or systemd's), check
-//! who connects, serve each connection in its own task.
+//! The `nix-daemon` program: listen (a unix socket, or systemd's), check
+//! who connects, serve each connection in its own task. Flags and wiring
+//! only; the protocol is the `snix_worker_protocol` library.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 use nix_compat::signing::VerifyingKey;
-use snix_cli_common::{dirs, ListenAddr, Listener};
-use snix_store::cli::{client_services, StoreAddrs};
-
-use crate::server::{Backend, Connection, Policy};
-use crate::trust::{access, resolve_peer, Access};
+use snix_cli_common::{dirs, ListenAddr, Listener, StoreAddrs};
+use snix_store::composition::StoreServices;
+use snix_worker_protocol::server::{Backend, Connection, Policy};
+use snix_worker_protocol::trust::{access, resolve_peer, Access};
 
 /// A Nix daemon (worker protocol 1.10 – 1.38) serving the snix store: Nix
 /// clients query, add and copy store paths through it — directly
@@ -19,58 +19,58 @@ use crate::trust::{access, resolve_peer, Access};
 /// snix-mount), never through this socket. This store cannot build.
 #[derive(Parser, Debug)]
 #[command(name = "nix-daemon", version)]
-pub struct Cli {
+struct Cli {
     /// Unix socket to listen on. Default: nix-daemon.sock in the runtime
     /// directory ($RUNTIME_DIRECTORY, else /run/snix as root). A socket
     /// passed by systemd (LISTEN_FDS) takes precedence.
     #[arg(short = 'l', long = "listen", env = "SNIX_NIX_DAEMON_LISTEN")]
-    pub listen: Option<PathBuf>,
+    listen: Option<PathBuf>,
 
     /// Remove whatever is at the socket path first (even a live socket).
     #[arg(long)]
-    pub unix_listen_unlink: bool,
+    unix_listen_unlink: bool,
 
     /// Who may connect, by file permissions: user (0600), group (0660) or
     /// everybody (0666; then --allowed-users decides).
     #[arg(long, value_enum, default_value = "group", env = "SNIX_NIX_DAEMON_LISTEN_CHMOD")]
-    pub unix_listen_chmod: Chmod,
+    unix_listen_chmod: Chmod,
 
     /// Users with full rights (nix.conf syntax: names, @group, *).
     #[arg(long, num_args = 1.., value_delimiter = ' ', default_value = "root", env = "SNIX_TRUSTED_USERS")]
-    pub trusted_users: Vec<String>,
+    trusted_users: Vec<String>,
 
     /// Users allowed to connect at all (names, @group, *).
     #[arg(long, num_args = 1.., value_delimiter = ' ', default_value = "*", env = "SNIX_ALLOWED_USERS")]
-    pub allowed_users: Vec<String>,
+    allowed_users: Vec<String>,
 
     /// Require input-addressed paths to carry a signature by one of
     /// --trusted-public-keys (trusted clients may skip it: `--no-check-sigs`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "SNIX_REQUIRE_SIGS")]
-    pub require_sigs: bool,
+    require_sigs: bool,
 
     /// Public keys (`name:base64`) whose signatures are trusted.
     #[arg(long, num_args = 0.., value_delimiter = ' ', env = "SNIX_TRUSTED_PUBLIC_KEYS")]
-    pub trusted_public_keys: Vec<String>,
+    trusted_public_keys: Vec<String>,
 
     /// Serve one connection on stdin/stdout (as `nix-daemon --stdio`), as
     /// an untrusted client unless --force-trusted.
     #[arg(long)]
-    pub stdio: bool,
+    stdio: bool,
 
     /// With --stdio: treat the client as trusted.
     #[arg(long, requires = "stdio")]
-    pub force_trusted: bool,
+    force_trusted: bool,
 
     /// Accepted for compatibility with Nix's nix-daemon; no effect.
     #[arg(long, hide = true)]
-    pub daemon: bool,
+    daemon: bool,
 
     #[command(flatten)]
-    pub addrs: StoreAddrs,
+    addrs: StoreAddrs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Chmod {
+enum Chmod {
     User,
     Group,
     Everybody,
@@ -86,9 +86,9 @@ impl Chmod {
     }
 }
 
-pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let s = client_services(&cli.addrs)?;
-    let backend = Backend::new(s.blobs, s.dirs, s.infos);
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let a = cli.addrs.or_store_daemon();
+    let backend = Backend::new(StoreServices::from_addrs(&a.blob, &a.directory, &a.path_info)?);
     let keys = cli
         .trusted_public_keys
         .iter()
@@ -176,8 +176,6 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The whole `nix-daemon` program; `main.rs` only calls this.
-pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    snix_cli_common::run_main("nix-daemon", run(cli))
+fn main() -> std::process::ExitCode {
+    snix_cli_common::run_main("nix-daemon", run(Cli::parse()))
 }

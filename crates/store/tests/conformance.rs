@@ -1,0 +1,201 @@
+//! One PathInfoService conformance suite, run against every backend, and
+//! against the gRPC client talking to a store daemon's server on each
+//! backend. A new backend is a new row in `backends`.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use nix_compat::content_address::ContentAddress;
+use nix_compat::hash::{HashAlgo, NixHash};
+use nix_compat::signing::Signature;
+use nix_compat::store_path::StorePath;
+use snix_castore::blobservice::{self, BlobService};
+use snix_castore::composition::CastoreServices;
+use snix_castore::{B3Digest, Node};
+use snix_store::composition::path_info_service;
+use snix_store::pathinfoservice::{get_path, PathInfoService};
+use snix_store::PathInfo;
+
+/// A distinct store path for each `i` (digest from `i`, a name of its own).
+fn store_path(i: u32, name: &str) -> StorePath {
+    let mut digest = [0u8; 20];
+    digest[..4].copy_from_slice(&i.to_be_bytes());
+    digest[19] = 0x5a;
+    StorePath::from_parts(digest, name).unwrap()
+}
+
+/// A path info whose content needs nothing in the castore (a symlink).
+fn info(i: u32) -> PathInfo {
+    PathInfo {
+        store_path: store_path(i, &format!("p{i}")),
+        node: Node::Symlink { target: format!("target-{i}").into() },
+        references: vec![store_path(i + 1_000_000, "dep")],
+        nar_size: 100 + u64::from(i),
+        nar_sha256: [i as u8; 32],
+        signatures: vec![],
+        deriver: None,
+        ca: None,
+    }
+}
+
+/// Every field set, and a file whose blob `blobs` holds.
+async fn full_info(blobs: &dyn BlobService) -> PathInfo {
+    let contents = b"contents of a registered file";
+    let digest = blobservice::put_bytes(blobs, contents).await.unwrap();
+    assert_eq!(digest, B3Digest::of(contents));
+    PathInfo {
+        store_path: store_path(7, "full"),
+        node: Node::File { digest, size: contents.len() as u64, executable: true },
+        references: vec![store_path(7, "full"), store_path(8, "other")],
+        nar_size: 232,
+        nar_sha256: [0xab; 32],
+        signatures: vec![
+            Signature { name: "cache.example.org-1".into(), bytes: [1; 64] },
+            Signature { name: "other-key".into(), bytes: [2; 64] },
+        ],
+        deriver: Some(store_path(9, "full.drv")),
+        ca: Some(ContentAddress::Nar(NixHash::compute(HashAlgo::Sha256, b"x"))),
+    }
+}
+
+async fn all(svc: &dyn PathInfoService) -> Vec<PathInfo> {
+    svc.list().try_collect().await.unwrap()
+}
+
+async fn path_info_suite(svc: Arc<dyn PathInfoService>, blobs: &dyn BlobService) {
+    // empty
+    assert!(svc.get(*info(1).store_path.digest()).await.unwrap().is_none());
+    assert!(all(&*svc).await.is_empty());
+
+    // put returns what it stored; get gives back every field
+    let full = full_info(blobs).await;
+    assert_eq!(svc.put(full.clone()).await.unwrap(), full);
+    assert_eq!(svc.get(*full.store_path.digest()).await.unwrap(), Some(full.clone()));
+
+    // get_path needs the name to match too
+    assert_eq!(get_path(&*svc, &full.store_path).await.unwrap(), Some(full.clone()));
+    let same_digest_other_name = StorePath::from_parts(*full.store_path.digest(), "impostor").unwrap();
+    assert_eq!(get_path(&*svc, &same_digest_other_name).await.unwrap(), None);
+
+    // a later put for the same path replaces it (signatures added)
+    let mut signed = full.clone();
+    signed.signatures.push(Signature { name: "third".into(), bytes: [3; 64] });
+    svc.put(signed.clone()).await.unwrap();
+    assert_eq!(svc.get(*full.store_path.digest()).await.unwrap(), Some(signed.clone()));
+
+    // many: each listed exactly once, and each found by its digest
+    let many: Vec<PathInfo> = (100..400).map(info).collect();
+    for i in &many {
+        svc.put(i.clone()).await.unwrap();
+    }
+    let listed = all(&*svc).await;
+    assert_eq!(listed.len(), many.len() + 1, "every path once");
+    let listed_paths: BTreeSet<String> = listed.iter().map(|i| i.store_path.to_string()).collect();
+    let expected: BTreeSet<String> = many.iter().chain([&signed]).map(|i| i.store_path.to_string()).collect();
+    assert_eq!(listed_paths, expected);
+    assert!(listed.contains(&signed));
+    for i in many.iter().step_by(37) {
+        assert_eq!(svc.get(*i.store_path.digest()).await.unwrap().as_ref(), Some(i));
+    }
+}
+
+// ---------- backends ----------
+
+struct Served {
+    _dir: tempfile::TempDir,
+    addr: String,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+/// A store daemon's servers (castore and path infos) over `infos`, on a
+/// fresh unix socket.
+fn serve(infos: Arc<dyn PathInfoService>, castore: CastoreServices) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("store.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let task = tokio::spawn(async move {
+        let (b, d) = (castore.blobs, castore.dirs);
+        snix_castore::grpc_server::castore_router(b.clone(), d.clone())
+            .add_service(snix_store::grpc_server::path_info_server(infos, b, d))
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
+            .await
+            .unwrap()
+    });
+    Served { _dir: dir, addr: format!("grpc+unix://{}", socket.display()), _task: task }
+}
+
+/// Every backend, by its address.
+fn backends(tmp: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("memory", "memory://".into()),
+        ("sled (temporary)", "sled://".into()),
+        ("sled", format!("sled://{}", tmp.join("pathinfo").display())),
+    ]
+}
+
+fn castore() -> CastoreServices {
+    CastoreServices::from_addrs("memory://", "memory://").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_info_conformance_local_backends() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, addr) in backends(tmp.path()) {
+        eprintln!("path info suite: {name}");
+        path_info_suite(path_info_service(&addr).unwrap(), &*castore().blobs).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_info_conformance_grpc_client_on_each_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, addr) in backends(tmp.path()) {
+        eprintln!("path info suite: grpc → {name}");
+        let c = castore();
+        let served = serve(path_info_service(&addr).unwrap(), c.clone());
+        path_info_suite(path_info_service(&served.addr).unwrap(), &*c.blobs).await;
+    }
+}
+
+/// What sled stored is there after it is opened again (put is durable
+/// before it returns).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_keeps_path_infos_across_reopening() {
+    let tmp = tempfile::tempdir().unwrap();
+    let addr = format!("sled://{}", tmp.path().join("pathinfo").display());
+    let full = full_info(&*castore().blobs).await;
+    {
+        let svc = path_info_service(&addr).unwrap();
+        svc.put(full.clone()).await.unwrap();
+        svc.put(info(5)).await.unwrap();
+    }
+    let svc = path_info_service(&addr).unwrap();
+    assert_eq!(svc.get(*full.store_path.digest()).await.unwrap(), Some(full));
+    assert_eq!(all(&*svc).await.len(), 2);
+}
+
+/// The server refuses a path info whose content is not in its castore, and
+/// the client reports it as such; nothing is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_put_refuses_content_missing_from_the_castore() {
+    let served = serve(path_info_service("memory://").unwrap(), castore());
+    let client = path_info_service(&served.addr).unwrap();
+    let elsewhere = castore();
+    let full = full_info(&*elsewhere.blobs).await;
+    let e = client.put(full.clone()).await.unwrap_err();
+    let status = tonic::Status::from(e);
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("its content is not in the castore"), "{status:?}");
+    assert!(client.get(*full.store_path.digest()).await.unwrap().is_none());
+}
+
+/// Addresses the composition does not know are refused, with the choices.
+#[test]
+fn unknown_addresses_are_refused_with_the_choices() {
+    for addr in ["postgres://db/x", "not a url", "sled://relative-host/x"] {
+        let e = path_info_service(addr).err().unwrap_or_else(|| panic!("{addr} accepted")).to_string();
+        assert!(e.contains(addr) || e.contains("sled:///"), "{addr}: {e}");
+    }
+}

@@ -1,0 +1,51 @@
+//! Why an operation failed, as the client reads it: each variant's text is
+//! the message of the STDERR_ERROR reply ([`crate::server`] sends it, the
+//! one place errors become wire errors), in Nix's own words where Nix has
+//! them. The connection goes on after any of these.
+
+use nix_compat::signing::SigningError;
+use nix_compat::store_path::StorePath;
+use snix_store::register::{AddCaError, AddError, CaMethodError};
+use thiserror::Error;
+
+use crate::wire::WireError;
+
+#[derive(Debug, Error)]
+pub enum OpError {
+    #[error("path '{0}' is not valid")]
+    NotValid(StorePath),
+    #[error("path '{0}' is not valid, and this store cannot build or substitute it")]
+    CannotSubstitute(StorePath),
+    #[error("this store cannot build: '{0}' would have to be built")]
+    CannotBuild(StorePath),
+    #[error("cannot add path '{0}' because it lacks a signature by a trusted key")]
+    LacksSignature(StorePath),
+    #[error("you are not privileged to add signatures")]
+    NotPrivilegedToSign,
+    #[error("invalid signature {sig:?}: {source}")]
+    InvalidSignature { sig: String, source: SigningError },
+    #[error("invalid store path hash part {0:?}")]
+    InvalidHashPart(String),
+    /// An argument that is well-formed on the wire but not as a value (a
+    /// derived path, a count in a stream).
+    #[error("{0}")]
+    Argument(#[from] WireError),
+    #[error(transparent)]
+    Method(#[from] CaMethodError),
+    #[error("receiving contents: {0}")]
+    Receive(std::io::Error),
+    #[error("garbage collection is not supported by this store")]
+    NoGarbageCollection,
+    #[error("verifying the store is not supported by this store")]
+    NoVerify,
+    #[error("this store does not record realisations")]
+    NoRealisations,
+    #[error("this store does not keep GC roots")]
+    NoGcRoots,
+    #[error(transparent)]
+    Store(#[from] snix_store::Error),
+    #[error(transparent)]
+    Add(#[from] AddError),
+    #[error(transparent)]
+    AddContentAddressed(#[from] AddCaError),
+}
