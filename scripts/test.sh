@@ -39,10 +39,12 @@ against=$(git describe --tags --abbrev=0 'HEAD^' 2>/dev/null ||
 "$buf" breaking proto --against ".git#ref=$against,subdir=proto"
 echo "test.sh: buf lint and buf breaking (against $against) passed"
 
-# Nix 2.26 (local-overlay store) comes from a Debian trixie chroot, made once
-# and reused (the tests also make it on demand; doing it here keeps its
-# output out of theirs).
-bash scripts/trixie-chroot.sh >/dev/null
+# Nix 2.3 (bullseye), 2.26 (trixie; local-overlay store) and 2.34 (sid)
+# come from Debian chroots, made once and reused (the tests also make them
+# on demand; doing it here keeps their output out of the tests').
+for suite in bullseye trixie sid; do
+    bash scripts/debian-chroot.sh "$suite" >/dev/null
+done
 
 # Style and lints first: cheap, and a failure here needs no test run.
 cargo fmt --all --check

@@ -1,5 +1,5 @@
-//! The user's how-to (`local-overlay.md`) end to end, judged by Nix 2.26 in
-//! a Debian trixie chroot: our store daemon, snix-mount and nix-daemon as
+//! The user's how-to (`local-overlay.md`) end to end, judged by Nix 2.26 and 2.34 in
+//! Debian trixie and sid chroots: our store daemon, snix-mount and nix-daemon as
 //! separate processes, filled by Debian's Nix 2.8 over the worker protocol,
 //! used as the lower store of a `local-overlay://` store with check-mount on
 //! — its URL and overlay options as the NixOS modules make them.
@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use integration_tests::chroots::{self, Suite};
 use integration_tests::judge::{build_closure, nix, nix_stdout, require_nix, sorted_lines};
 use integration_tests::stack::{Mount, NixDaemon, StoreDaemon};
-use integration_tests::trixie;
 
 /// What both scenarios start from: the chroot, a closure built by Nix 2.8
 /// (`top` depends on `dep`) and a scratch directory inside the chroot.
@@ -25,10 +25,10 @@ struct Scenario {
 
 fn scenario(scratch: &str) -> Scenario {
     require_nix();
-    let root = trixie::chroot();
+    let root = chroots::chroot(Suite::Trixie);
     let tmp = tempfile::tempdir().unwrap();
     let (top, dep) = build_closure(tmp.path());
-    let (host, inside) = trixie::scratch(root, scratch);
+    let (host, inside) = chroots::scratch(root, scratch);
     Scenario { root, tmp, top, dep, host, inside }
 }
 
@@ -99,7 +99,7 @@ nix store cat --store "$S" {dep}/data; echo; echo ===
 nix-store --verify --check-contents --store "$S" 2>&1; echo ===
 nix-store --add {i}/new --store "$S""#
     );
-    let out = trixie::ok(root, &script);
+    let out = chroots::ok(root, &script);
     eprintln!("{out}");
     let parts: Vec<&str> = out.split("===\n").collect();
     assert_eq!(parts.len(), 5, "{out}");
@@ -198,7 +198,7 @@ done
     std::fs::copy(root.join("etc/nix/nix.conf"), host.join("nix.conf")).unwrap();
     // bash, not the chroot's sh: the stand-in's name has a dash
     std::fs::write(host.join("how-to.sh"), &script).unwrap();
-    let out = trixie::run_prepared(root, &pre, &format!("exec bash -eu {i}/how-to.sh"));
+    let out = chroots::run_prepared(root, &pre, &format!("exec bash -eu {i}/how-to.sh"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
     eprintln!("{stdout}");
@@ -214,4 +214,65 @@ done
     assert_eq!(placement.len(), 2, "{}", parts[6]);
     assert!(placement.iter().all(|l| l.ends_with(" upper")), "{}", parts[6]);
     let _ = std::fs::remove_dir_all(&host);
+}
+
+/// Nix 2.34's own nix-daemon serving a local-overlay store whose lower
+/// store is ours, through Nix's own local-overlay checks that apply to a
+/// read-only lower store (`local_overlay_checks.sh`: check-post-init,
+/// redundant-add, build, verify, delete-refs), with check-mount on.
+#[test]
+#[ignore = "needs nix, root and /dev/fuse"]
+fn nix_2_34_s_daemon_over_our_lower_store_passes_nix_s_own_checks() {
+    require_nix();
+    let root = chroots::chroot(Suite::Sid);
+    let tmp = tempfile::tempdir().unwrap();
+    let (top, dep) = build_closure(tmp.path());
+    let drv = nix_stdout(&["nix-store", "-q", "--deriver", &top]);
+    // our stack, bound at /snix in the chroot
+    let stack = tmp.path().join("stack");
+    let files = stack.join("files");
+    std::fs::create_dir_all(files.join("dep")).unwrap();
+    std::fs::copy(tmp.path().join("dep/data"), files.join("dep/data")).unwrap();
+    std::fs::write(files.join("lower-only"), format!("only in the lower store {:?}\n", tmp.path())).unwrap();
+    let store = StoreDaemon::start(&tmp.path().join("state"));
+    let daemon = NixDaemon::start(&store, &stack.join("nd.sock"), &[]);
+    nix(&["nix", "copy", "--no-check-sigs", "--to", &daemon.url(None), &top]);
+    nix(&["nix", "copy", "--no-check-sigs", "--derivation", "--to", &daemon.url(None), &drv]);
+    let _mount = Mount::start(&store, &stack.join("mnt"), &["--allow-other"]);
+
+    // this run's own /nix, /opt and /run
+    let fresh = tmp.path().join("fresh");
+    let pre = format!(
+        r#"mkdir -p "$R/snix" {f}/nix {f}/opt
+mount --rbind {s} "$R/snix"
+mount --bind {f}/nix "$R/nix"
+mount --bind {f}/opt "$R/opt"
+mount -t tmpfs tmpfs "$R/run""#,
+        s = stack.display(),
+        f = fresh.display(),
+    );
+    std::fs::write(stack.join("checks.sh"), include_str!("local_overlay_checks.sh")).unwrap();
+    let out = chroots::run_prepared(root, &pre, &format!("TOP={top} DEP={dep} DRV={drv} exec bash /snix/checks.sh"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{stdout}");
+    let daemon_log = std::fs::read_to_string(fresh.join("opt/nix-daemon.log")).unwrap_or_default();
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("all checks passed"),
+        "stdout: {stdout}\nstderr: {}\nNix's daemon: {daemon_log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checks = [
+        "requisites",
+        "referrers",
+        "deriver",
+        "outputs",
+        "path-from-hash-part",
+        "redundant-add",
+        "build",
+        "verify",
+        "delete-refs",
+    ];
+    for check in checks {
+        assert!(stdout.contains(&format!("ok {check}")), "{check} did not run: {stdout}");
+    }
 }

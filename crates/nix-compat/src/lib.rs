@@ -28,6 +28,7 @@ macro_rules! serde_via_text {
 
 pub mod closure;
 pub mod content_address;
+pub mod derivation;
 pub mod hash;
 pub mod nar;
 pub mod narinfo;

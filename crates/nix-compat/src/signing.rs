@@ -30,7 +30,7 @@ pub enum SigningError {
 fn split_named<'a>(s: &'a str, what: &'static str, len: usize) -> Result<(&'a str, Vec<u8>), SigningError> {
     let s = s.trim();
     let (name, b64) = s.split_once(':').ok_or_else(|| SigningError::MissingName(s.chars().take(40).collect()))?;
-    if name.is_empty() || name.contains(char::is_whitespace) {
+    if !valid_name(name) {
         return Err(SigningError::BadName(name.to_string()));
     }
     let bytes = BASE64.decode(b64.as_bytes()).map_err(|_| SigningError::BadBase64 { what, name: name.into() })?;
@@ -38,6 +38,12 @@ fn split_named<'a>(s: &'a str, what: &'static str, len: usize) -> Result<(&'a st
         return Err(SigningError::WrongLength { what, name: name.into(), got: bytes.len(), expected: len });
     }
     Ok((name, bytes))
+}
+
+/// A key name as Nix writes it before the `:`: not empty, no whitespace or
+/// control characters (and, being before the first `:`, no `:`).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(|c: char| c.is_whitespace() || c.is_control() || c == ':')
 }
 
 /// `1;<path>;<narHash sha256:nix32>;<narSize>;<comma-separated sorted reference paths>`
@@ -57,6 +63,15 @@ pub fn fingerprint<'a>(
 pub struct Signature {
     pub name: String,
     pub bytes: [u8; 64],
+}
+
+impl Signature {
+    /// Whether its text form `name:base64` parses back as itself: a
+    /// signature built from other sources (a database, a gRPC peer) may have
+    /// a name that does not.
+    pub fn is_well_formed(&self) -> bool {
+        valid_name(&self.name)
+    }
 }
 
 impl fmt::Display for Signature {
@@ -201,5 +216,17 @@ mod tests {
         let mut bad = SK.to_string();
         bad.replace_range(bad.len() - 6..bad.len() - 2, "AAAA");
         assert!(matches!(bad.parse::<SigningKey>(), Err(SigningError::InconsistentKey(_))));
+    }
+
+    #[test]
+    fn only_names_that_print_back_are_well_formed() {
+        let sig: Signature = SIG.parse().unwrap();
+        assert!(sig.is_well_formed());
+        for bad in ["", "a:b", "with space", "tab\there", "nl\n"] {
+            let s = Signature { name: bad.into(), bytes: sig.bytes };
+            assert!(!s.is_well_formed(), "{bad:?}");
+            // and its text form indeed does not parse back as itself
+            assert_ne!(s.to_string().parse::<Signature>().ok(), Some(s.clone()), "{bad:?}");
+        }
     }
 }

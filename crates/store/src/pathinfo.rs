@@ -64,6 +64,23 @@ impl PathInfo {
         fingerprint(&self.store_path, &self.nar_hash(), self.nar_size, &self.references)
     }
 
+    /// The signatures whose text form Nix parses back as themselves; any
+    /// other (it can only come from a database or a peer that did not check
+    /// it) is left out with a warning, never handed to a client.
+    pub fn well_formed_signatures(&self) -> Vec<Signature> {
+        self.signatures
+            .iter()
+            .filter(|s| {
+                let ok = s.is_well_formed();
+                if !ok {
+                    tracing::warn!(path = %self.store_path, key = ?s.name, "dropping a malformed signature");
+                }
+                ok
+            })
+            .cloned()
+            .collect()
+    }
+
     /// As `nix path-info --json` shows it (references sorted; this store
     /// keeps no registration time and no `ultimate` flag).
     pub fn to_json(&self) -> PathInfoJson {
@@ -78,7 +95,7 @@ impl PathInfo {
             deriver: self.deriver.clone(),
             registration_time: None,
             ultimate: false,
-            signatures: self.signatures.clone(),
+            signatures: self.well_formed_signatures(),
         }
     }
 
@@ -213,6 +230,18 @@ mod tests {
             deriver: Some("/nix/store/g1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q-foo.drv".parse().unwrap()),
             ca: Some(ContentAddress::Flat(NixHash::compute(HashAlgo::Sha1, b"x"))),
         }
+    }
+
+    #[test]
+    fn malformed_signatures_are_never_handed_out() {
+        let mut pi = sample();
+        let good = pi.signatures[0].clone();
+        pi.signatures.push(Signature { name: "has:colon".into(), bytes: [7; 64] });
+        pi.signatures.push(Signature { name: "white space".into(), bytes: [8; 64] });
+        // such names survive the wire form (a database or a peer may hold them)
+        assert_eq!(PathInfo::try_from(pi.to_proto()).unwrap(), pi);
+        assert_eq!(pi.well_formed_signatures(), vec![good.clone()]);
+        assert_eq!(pi.to_json().signatures, vec![good]);
     }
 
     #[test]

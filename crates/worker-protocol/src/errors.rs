@@ -24,6 +24,12 @@ pub enum OpError {
     NotPrivilegedToSign,
     #[error("invalid signature {sig:?}: {source}")]
     InvalidSignature { sig: String, source: SigningError },
+    #[error("'{0}' is not a derivation")]
+    NotADerivation(StorePath),
+    #[error("reading derivation '{path}': {source}")]
+    ReadDerivation { path: StorePath, source: std::io::Error },
+    #[error("derivation '{path}': {source}")]
+    Derivation { path: StorePath, source: nix_compat::derivation::DerivationError },
     #[error("invalid store path hash part {0:?}")]
     InvalidHashPart(String),
     /// An argument that is well-formed on the wire but not as a value (a
@@ -36,8 +42,10 @@ pub enum OpError {
     Receive(std::io::Error),
     #[error("garbage collection is not supported by this store")]
     NoGarbageCollection,
-    #[error("verifying the store is not supported by this store")]
-    NoVerify,
+    #[error("repairing is not supported by this store")]
+    NoRepair,
+    #[error("you are not privileged to repair paths")]
+    NotPrivilegedToRepair,
     #[error("this store does not record realisations")]
     NoRealisations,
     #[error("this store does not keep GC roots")]

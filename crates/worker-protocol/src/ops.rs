@@ -94,12 +94,18 @@ pub enum Request {
     Incoming(Incoming),
     /// A NAR goes back to the client.
     NarFromPath(StorePath),
+    /// Log lines go back while the store is checked, then the verdict.
+    VerifyStore { check_contents: bool, repair: bool },
 }
 
 /// The operations followed by a stream from the client, which the
 /// connection must read to its end, success or not.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Incoming {
+    /// <1.25: a NAR follows, unframed (its end is found by parsing it). With
+    /// `recursive`, the path is addressed by the NAR's hash, else by the
+    /// hash of the one regular file it holds.
+    AddToStoreDump { name: String, recursive: bool, algo: String },
     /// ≥1.25: a framed stream with a NAR or flat bytes follows
     AddToStore { name: String, method: String, references: Vec<StorePath>, repair: bool },
     /// the NAR follows (framed at ≥1.23)
@@ -136,7 +142,6 @@ pub enum Query {
     QuerySubstitutablePaths(Vec<StorePath>),
     QueryValidDerivers(StorePath),
     OptimiseStore,
-    VerifyStore { check_contents: bool, repair: bool },
     AddSignatures { path: StorePath, sigs: Vec<String> },
     QueryMissing(Vec<String>),
     QueryDerivationOutputMap(StorePath),
@@ -171,7 +176,16 @@ pub async fn read_request<R: AsyncRead + Unpin>(op: u64, version: u64, r: &mut R
         Ok(Some(match op {
             1 => Request::Query(Query::IsValidPath(read_path(r).await?)),
             6 => Request::Query(Query::QueryReferrers(read_path(r).await?)),
-            7 if m >= 25 => {
+            7 if m < 25 => {
+                let name = read_string(r).await?;
+                // "fixed" false is an old way of saying recursive sha256
+                let fixed = read_bool(r).await?;
+                let recursive = read_bool(r).await?;
+                let algo = read_string(r).await?;
+                let (recursive, algo) = if fixed { (recursive, algo) } else { (true, "sha256".to_string()) };
+                Request::Incoming(Incoming::AddToStoreDump { name, recursive, algo })
+            }
+            7 => {
                 let name = read_string(r).await?;
                 let method = read_string(r).await?;
                 let references = read_paths(r).await?;
@@ -260,9 +274,7 @@ pub async fn read_request<R: AsyncRead + Unpin>(op: u64, version: u64, r: &mut R
             32 => Request::Query(Query::QuerySubstitutablePaths(read_paths(r).await?)),
             33 => Request::Query(Query::QueryValidDerivers(read_path(r).await?)),
             34 => Request::Query(Query::OptimiseStore),
-            35 => {
-                Request::Query(Query::VerifyStore { check_contents: read_bool(r).await?, repair: read_bool(r).await? })
-            }
+            35 => Request::VerifyStore { check_contents: read_bool(r).await?, repair: read_bool(r).await? },
             37 => Request::Query(Query::AddSignatures { path: read_path(r).await?, sigs: read_strings(r).await? }),
             38 => Request::NarFromPath(read_path(r).await?),
             39 => {

@@ -9,11 +9,17 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+use nix_compat::derivation::Derivation;
+use nix_compat::hash::HashAlgo;
 use nix_compat::signing::{any_valid, fingerprint, Signature, VerifyingKey};
 use nix_compat::store_path::StorePath;
+use snix_castore::blobservice::read_to_vec;
+use snix_castore::Node;
 use snix_store::composition::StoreServices;
+use snix_store::nar::{calculate_nar, ensure_complete};
 use snix_store::pathinfoservice::get_path;
-use snix_store::register::{add_content_addressed, add_nar, flat_file_nar, CaMethod, Claimed};
+use snix_store::register::{add_content_addressed, add_nar, flat_file_nar, CaMethod, CaMethodError, Claimed};
 use snix_store::PathInfo;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
@@ -42,6 +48,10 @@ pub struct Backend {
 }
 
 const PATH_INFO_CACHE: usize = 65_536;
+/// The largest `.drv` file read to answer a derivation query.
+const MAX_DERIVATION: u64 = 16 * 1024 * 1024;
+/// Paths whose NARs VerifyStore renders at once.
+const VERIFY_CONCURRENCY: usize = 4;
 
 impl Backend {
     pub fn new(store: StoreServices) -> Self {
@@ -94,7 +104,7 @@ fn to_wire_info(i: &PathInfo) -> WirePathInfo {
         registration_time: 0,
         nar_size: i.nar_size,
         ultimate: false,
-        sigs: i.signatures.iter().map(|s| s.to_string()).collect(),
+        sigs: i.well_formed_signatures().iter().map(|s| s.to_string()).collect(),
         ca: i.ca.clone(),
     }
 }
@@ -270,12 +280,14 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
 
     /// One operation, arguments already read. Operations followed by a
     /// stream are handled by [`incoming`](Self::incoming), since failing to
-    /// finish that stream ends the connection; NarFromPath sends its own
-    /// reply; the rest are answered by [`answer`](Self::answer).
+    /// finish that stream ends the connection; NarFromPath and VerifyStore
+    /// send their own replies; the rest are answered by
+    /// [`answer`](Self::answer).
     async fn handle(&mut self, req: Request) -> Result<(), ConnError> {
         let mut w = WireWriter::new();
         let result = match req {
             Request::NarFromPath(p) => return self.nar_from_path(&p).await,
+            Request::VerifyStore { check_contents, repair } => return self.verify_store(check_contents, repair).await,
             Request::Incoming(op) => self.incoming(op, &mut w).await?,
             Request::Query(q) => self.answer(q, &mut w).await,
         };
@@ -293,6 +305,12 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
     /// read to its end whatever the outcome; the reply goes to `w`.
     async fn incoming(&mut self, op: Incoming, w: &mut WireWriter) -> Result<OpResult<()>, ConnError> {
         Ok(match op {
+            Incoming::AddToStoreDump { name, recursive, algo } => {
+                let r = self.add_to_store_dump(&name, recursive, &algo).await?;
+                r.map(|i| {
+                    w.path(&i.store_path);
+                })
+            }
             Incoming::AddToStore { name, method, references, .. } => {
                 let r = self.add_to_store(&name, &method, references).await?;
                 r.map(|i| encode_path_info(w, self.version, &i.store_path, &to_wire_info(&i)))
@@ -372,14 +390,27 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
             Query::AddIndirectRoot(_) | Query::SyncWithGc | Query::OptimiseStore => {
                 w.u64(1);
             }
-            // nothing to report: no GC roots, substitutes, derivation outputs or realisations here
+            // a stored derivation's outputs, from its .drv file
+            Query::QueryDerivationOutputMap(drv) => {
+                let d = self.derivation(&drv).await?;
+                w.u64(d.outputs.len() as u64);
+                for o in &d.outputs {
+                    w.string(&o.name).opt_path(o.path.as_ref());
+                }
+            }
+            Query::QueryDerivationOutputs(drv) => {
+                let d = self.derivation(&drv).await?;
+                w.paths(d.outputs.iter().filter_map(|o| o.path.as_ref()));
+            }
+            Query::QueryDerivationOutputNames(drv) => {
+                let d = self.derivation(&drv).await?;
+                w.strings(d.outputs.iter().map(|o| o.name.as_str()));
+            }
+            // nothing to report: no GC roots, substitutes or realisations here
             Query::FindRoots
             | Query::QuerySubstitutablePathInfo(_)
             | Query::QuerySubstitutablePathInfos(_)
             | Query::QuerySubstitutablePaths(_)
-            | Query::QueryDerivationOutputs(_)
-            | Query::QueryDerivationOutputNames(_)
-            | Query::QueryDerivationOutputMap(_)
             | Query::QueryRealisation(_) => {
                 w.u64(0);
             }
@@ -410,7 +441,6 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
                 }
             }
             Query::CollectGarbage => return Err(OpError::NoGarbageCollection),
-            Query::VerifyStore { .. } => return Err(OpError::NoVerify),
             Query::RegisterDrvOutput(_) => return Err(OpError::NoRealisations),
             Query::AddPermRoot { .. } => return Err(OpError::NoGcRoots),
             Query::AddSignatures { path, sigs } => {
@@ -428,6 +458,20 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
             }
         }
         Ok(())
+    }
+
+    /// A valid derivation's `.drv` file, parsed.
+    async fn derivation(&self, drv: &StorePath) -> OpResult<Derivation> {
+        let info = self.path_info(drv).await?.ok_or_else(|| OpError::NotValid(drv.clone()))?;
+        let not_a_drv = || OpError::NotADerivation(drv.clone());
+        let Node::File { digest, size, .. } = info.node else { return Err(not_a_drv()) };
+        if !drv.is_derivation() || size > MAX_DERIVATION {
+            return Err(not_a_drv());
+        }
+        let read = |source| OpError::ReadDerivation { path: drv.clone(), source };
+        let bytes = read_to_vec(&*self.backend.store.blobs, &digest).await.map_err(read)?;
+        let bytes = bytes.ok_or_else(|| read(std::io::Error::from(std::io::ErrorKind::NotFound)))?;
+        Derivation::parse(&bytes).map_err(|source| OpError::Derivation { path: drv.clone(), source })
     }
 
     async fn path_from_hash_part(&self, h: &str) -> OpResult<Option<StorePath>> {
@@ -467,6 +511,68 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
         let info = self.backend.store.infos.put(info).await?;
         self.backend.remember(&info);
         Ok(())
+    }
+
+    /// VerifyStore: every path's tree must be complete in the castore
+    /// (with `check_contents`, its NAR must also hash to its narHash) and
+    /// every reference must be valid. Each problem goes to the client as a
+    /// log line, as Nix reports it; the reply says whether there was any.
+    async fn verify_store(&mut self, check_contents: bool, repair: bool) -> Result<(), ConnError> {
+        if repair {
+            let e = if self.trusted() { OpError::NoRepair } else { OpError::NotPrivilegedToRepair };
+            return Ok(self.reply_error(&e).await?);
+        }
+        let infos = match self.all_infos().await {
+            Ok(i) => i,
+            Err(e) => return Ok(self.reply_error(&e).await?),
+        };
+        let count = infos.len();
+        let valid: std::collections::HashSet<&StorePath> = infos.iter().map(|i| &i.store_path).collect();
+        let mut problems: Vec<String> = infos
+            .iter()
+            .flat_map(|i| {
+                i.references
+                    .iter()
+                    .filter(|r| !valid.contains(r))
+                    .map(move |r| format!("path '{}' refers to '{r}', which is not valid", i.store_path))
+            })
+            .collect();
+        let s = self.backend.store.clone();
+        // owned items: a borrowing stream trips the compiler's Send checks
+        let checked = futures::stream::iter(infos)
+            .map(|i| {
+                let s = s.clone();
+                async move {
+                    if !check_contents {
+                        return ensure_complete(&i.node, &*s.blobs, &*s.dirs)
+                            .await
+                            .err()
+                            .map(|e| format!("path '{}' is incomplete: {e}", i.store_path));
+                    }
+                    match calculate_nar(&i.node, &*s.blobs, &*s.dirs).await {
+                        Ok((size, sha)) if size == i.nar_size && sha == i.nar_sha256 => None,
+                        Ok((_, sha)) => Some(format!(
+                            "path '{}' was modified! expected hash '{}', got '{}'",
+                            i.store_path,
+                            i.nar_hash().to_nix32_prefixed(),
+                            nix_compat::hash::NixHash::sha256(sha).to_nix32_prefixed()
+                        )),
+                        Err(e) => Some(format!("path '{}' cannot be read: {e}", i.store_path)),
+                    }
+                }
+            })
+            .buffer_unordered(VERIFY_CONCURRENCY)
+            .filter_map(|p| async move { p })
+            .collect::<Vec<String>>()
+            .await;
+        problems.extend(checked);
+        tracing::info!(user = %self.user, paths = count, problems = problems.len(), check_contents, "verified the store");
+        let mut w = WireWriter::new();
+        for p in &problems {
+            w.u64(STDERR_NEXT).string(&format!("error: {p}\n"));
+        }
+        w.u64(STDERR_LAST).bool(!problems.is_empty());
+        Ok(self.send(&w).await?)
     }
 
     async fn nar_from_path(&mut self, p: &StorePath) -> Result<(), ConnError> {
@@ -513,6 +619,36 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
             },
         };
         framed.drain().await?;
+        Ok(result)
+    }
+
+    /// AddToStore (<1.25): a NAR follows, unframed; only parsing it finds
+    /// its end, so it is copied off the connection (and validated) while
+    /// the store ingests it. A NAR that does not parse ends the connection.
+    async fn add_to_store_dump(
+        &mut self,
+        name: &str,
+        recursive: bool,
+        algo: &str,
+    ) -> Result<OpResult<PathInfo>, ConnError> {
+        let method = algo
+            .parse::<HashAlgo>()
+            .map(|a| if recursive { CaMethod::Nar(a) } else { CaMethod::Flat(a) })
+            .map_err(|source| OpError::Method(CaMethodError::Algo { method: algo.to_string(), source }));
+        let s = self.backend.store.clone();
+        let (pipe_w, pipe_r) = tokio::io::duplex(256 * 1024);
+        let r = &mut self.r;
+        let pump = async move {
+            // once the store stops reading (it failed), the rest is discarded
+            let mut to_store = DiscardWhenClosed(Some(pipe_w));
+            nix_compat::nar::reader::async_copy_nar(r, &mut to_store).await
+        };
+        let consume = async move {
+            let m = method?;
+            Ok(add_content_addressed(pipe_r, name, m, vec![], &*s.blobs, &*s.dirs, &*s.infos).await?)
+        };
+        let (pumped, result) = tokio::join!(pump, consume);
+        pumped.map_err(|e| ConnError::Fatal(format!("AddToStore: the NAR that follows: {e}")))?;
         Ok(result)
     }
 
@@ -613,6 +749,53 @@ fn check_signatures(
         Ok(())
     } else {
         Err(OpError::LacksSignature(path.clone()))
+    }
+}
+
+/// A writer that turns into a sink once its reader is gone, so that a
+/// stream can be read to its end after its consumer gave up.
+struct DiscardWhenClosed<W>(Option<W>);
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for DiscardWhenClosed<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let Some(w) = self.0.as_mut() else { return std::task::Poll::Ready(Ok(buf.len())) };
+        match std::pin::Pin::new(w).poll_write(cx, buf) {
+            std::task::Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.0 = None;
+                std::task::Poll::Ready(Ok(buf.len()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(w) => match std::pin::Pin::new(w).poll_flush(cx) {
+                std::task::Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    self.0 = None;
+                    std::task::Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
     }
 }
 

@@ -134,6 +134,14 @@ impl NarDecoder {
         self.expect == Expect::Done && !self.pending_end
     }
 
+    /// Whether the next event needs more input. `false` once the root is
+    /// complete: a root directory's `End` is owed without another byte, so
+    /// a reader on a stream that goes on (a connection) must not wait for
+    /// one.
+    pub fn needs_input(&self) -> bool {
+        self.expect != Expect::Done
+    }
+
     /// Bytes of the current file's contents not yet returned, when inside a
     /// file (`Some(0)` once they all were).
     pub fn contents_remaining(&self) -> Option<u64> {

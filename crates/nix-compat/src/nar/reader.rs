@@ -76,9 +76,13 @@ impl<R: BufRead> NarReader<R> {
             return Ok(None);
         }
         let located = loop {
+            if !self.dec.needs_input() {
+                if let (_, Some(ev)) = self.dec.decode(&[])? {
+                    break locate(&[], 0, ev);
+                }
+            }
             let buf = self.inner.fill_buf()?;
             if buf.is_empty() && !self.dec.is_done() {
-                // a root directory's End is owed without further input
                 self.dec.finish()?;
             }
             let (n, ev) = self.dec.decode(buf)?;
@@ -195,6 +199,10 @@ pub fn skip<R: BufRead>(nar: &mut R) -> Result<u64, NarReadError> {
 pub fn copy_nar<R: BufRead, W: std::io::Write>(src: &mut R, dst: &mut W) -> Result<u64, NarReadError> {
     let mut dec = NarDecoder::new();
     loop {
+        if !dec.needs_input() {
+            dec.decode(&[])?; // the End a root directory owes
+            return Ok(dec.offset());
+        }
         let buf = src.fill_buf()?;
         if buf.is_empty() && !dec.is_done() {
             dec.finish()?;
@@ -215,13 +223,43 @@ pub fn validate<R: Read>(r: R) -> Result<u64, NarReadError> {
 }
 
 #[cfg(feature = "async")]
-pub use self::async_reader::AsyncNarReader;
+pub use self::async_reader::{async_copy_nar, AsyncNarReader};
 
 #[cfg(feature = "async")]
 mod async_reader {
-    use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+    use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
     use super::{locate, Located, NarDecoder, NarEvent, NarReadError};
+
+    /// The tokio twin of [`copy_nar`](super::copy_nar): copies exactly one
+    /// NAR from `src` to `dst`, validating it on the way; bytes after it
+    /// are left unread. Returns its size.
+    pub async fn async_copy_nar<R, W>(src: &mut R, dst: &mut W) -> Result<u64, NarReadError>
+    where
+        R: AsyncBufRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut dec = NarDecoder::new();
+        loop {
+            if !dec.needs_input() {
+                dec.decode(&[])?; // the End a root directory owes
+                dst.flush().await?;
+                return Ok(dec.offset());
+            }
+            let buf = src.fill_buf().await?;
+            if buf.is_empty() && !dec.is_done() {
+                dec.finish()?;
+            }
+            let (n, ev) = dec.decode(buf)?;
+            let ended = ev == Some(NarEvent::End);
+            dst.write_all(&buf[..n]).await?;
+            src.consume(n);
+            if ended {
+                dst.flush().await?;
+                return Ok(dec.offset());
+            }
+        }
+    }
 
     /// The tokio twin of [`NarReader`](super::NarReader).
     pub struct AsyncNarReader<R> {
@@ -243,6 +281,11 @@ mod async_reader {
                 return Ok(None);
             }
             let located = loop {
+                if !self.dec.needs_input() {
+                    if let (_, Some(ev)) = self.dec.decode(&[])? {
+                        break locate(&[], 0, ev);
+                    }
+                }
                 let buf = self.inner.fill_buf().await?;
                 if buf.is_empty() && !self.dec.is_done() {
                     self.dec.finish()?;

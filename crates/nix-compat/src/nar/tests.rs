@@ -316,6 +316,70 @@ fn reader_stops_exactly_at_the_end() {
     assert_eq!(rest, b"NEXT MESSAGE");
 }
 
+#[tokio::test]
+async fn async_copy_takes_exactly_one_nar_off_a_stream() {
+    let mut input = file_nar();
+    input.extend_from_slice(b"NEXT MESSAGE");
+    let mut src = tokio::io::BufReader::with_capacity(7, &input[..]);
+    let mut copied = Vec::new();
+    let n = reader::async_copy_nar(&mut src, &mut copied).await.unwrap();
+    assert_eq!((n as usize, &copied[..]), (file_nar().len(), &file_nar()[..]));
+    let mut rest = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut src, &mut rest).await.unwrap();
+    assert_eq!(rest, b"NEXT MESSAGE");
+    // cut short: an error, not a hang
+    let cut = &file_nar()[..file_nar().len() - 3];
+    let mut src = tokio::io::BufReader::new(cut);
+    assert!(reader::async_copy_nar(&mut src, &mut Vec::new()).await.is_err());
+}
+
+/// On a connection nothing follows the NAR until the reply: a directory
+/// root's end must be found without waiting for another byte.
+#[tokio::test]
+async fn readers_on_a_live_stream_end_at_a_root_directory_without_more_input() {
+    use tokio::io::AsyncWriteExt;
+    async fn within<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(std::time::Duration::from_secs(5), f).await.expect("no hang")
+    }
+    let nar = dir_nar(&[b"a", b"b"]);
+    let (mut client, server) = tokio::io::duplex(64);
+    let sent = nar.clone();
+    let _writer = tokio::spawn(async move {
+        client.write_all(&sent).await.unwrap();
+        std::future::pending::<()>().await; // keeps the stream open
+        drop(client);
+    });
+    let mut src = tokio::io::BufReader::new(server);
+    let mut copied = Vec::new();
+    let n = within(reader::async_copy_nar(&mut src, &mut copied)).await.unwrap();
+    assert_eq!((n as usize, copied), (nar.len(), nar.clone()));
+
+    let (mut client, server) = tokio::io::duplex(64);
+    let sent = nar.clone();
+    let _writer = tokio::spawn(async move {
+        client.write_all(&sent).await.unwrap();
+        std::future::pending::<()>().await;
+        drop(client);
+    });
+    let mut r = reader::AsyncNarReader::new(tokio::io::BufReader::new(server));
+    let events = within(async {
+        let mut n = 0;
+        while r.next().await.unwrap().is_some() {
+            n += 1;
+        }
+        n
+    })
+    .await;
+    assert!(events > 4, "{events} events");
+
+    // the blocking reader and copier, on a pipe kept open the same way
+    let (rx, mut tx) = std::io::pipe().unwrap();
+    std::io::Write::write_all(&mut tx, &nar).unwrap();
+    let n = reader::copy_nar(&mut std::io::BufReader::new(rx), &mut Vec::new()).unwrap();
+    assert_eq!(n as usize, nar.len());
+    drop(tx);
+}
+
 #[test]
 fn reader_streams_large_files_in_bounded_pieces() {
     let size = 5 * 1024 * 1024 + 3;
