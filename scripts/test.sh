@@ -69,7 +69,15 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
+rm -f target/tmp/load-report.txt target/tmp/clients-report.txt
 cargo test --workspace --locked --no-fail-fast -- --include-ignored </dev/null 2>&1 | tee "$log" || status=$?
+# what the client and load tests saw (a passing test's output is not shown)
+for report in clients load; do
+    if [ -f "target/tmp/$report-report.txt" ]; then
+        echo "test.sh: the $report test's report:"
+        cat "target/tmp/$report-report.txt"
+    fi
+done
 # One closing line over every test binary (cargo's own last line is often a
 # doc-test binary with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }

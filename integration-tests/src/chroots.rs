@@ -71,17 +71,20 @@ pub fn run(root: &Path, script: &str) -> Output {
 /// Like [`run`], with `pre` (sh, `$R` is the chroot) run on the host side
 /// of the new namespaces first: bind mounts that only this run sees.
 pub fn run_prepared(root: &Path, pre: &str, script: &str) -> Output {
-    Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--pid", "--fork", "sh", "-ec"])
+    command_prepared(root, pre, script).stdin(Stdio::null()).output().expect("running unshare/chroot")
+}
+
+/// The command [`run_prepared`] runs, to spawn it instead.
+pub fn command_prepared(root: &Path, pre: &str, script: &str) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--pid", "--fork", "sh", "-ec"])
         .arg(r#"mount -t proc proc "$R/proc"; mount --rbind /dev "$R/dev"; eval "$SNIX_PRE"; exec chroot "$R" /bin/sh -ec "$SNIX_INNER""#)
         .env("R", root)
         .env("SNIX_PRE", pre)
         .env("SNIX_INNER", script)
         .env("HOME", "/root")
-        .env_remove("NIX_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running unshare/chroot")
+        .env_remove("NIX_CONFIG");
+    c
 }
 
 /// Like [`run`], panicking with the output on failure; returns stdout.

@@ -200,6 +200,10 @@ impl NixDaemon {
         self.child = Self::spawn(&self.command, &self.env, &self.socket, &self.log);
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `unix://SOCKET`, plus `?real=DIR` when given.
     pub fn url(&self, real: Option<&Path>) -> String {
         match real {

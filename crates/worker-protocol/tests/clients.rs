@@ -153,6 +153,9 @@ fn every_client_from_nix_2_3_to_2_34_gets_nix_s_answers() {
     integration_tests::judge::nix(&["nix", "copy", "--no-check-sigs", "--to", &daemon.url(None), &top]);
     let _mount = Mount::start(&store, &dir.join("mnt"), &["--allow-other"]);
 
+    let report = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clients-report.txt");
+    let mut table = String::from("| client | protocol | operations it sent | result |\n|---|---|---|---|\n");
+    let mut log_seen = std::fs::read_to_string(&daemon.log).unwrap().len();
     for (i, client) in CLIENTS.iter().enumerate() {
         eprintln!("--- {}", client.name);
         let (base, u) = match client.suite {
@@ -204,8 +207,22 @@ fn every_client_from_nix_2_3_to_2_34_gets_nix_s_answers() {
             let _ = std::fs::remove_dir_all(chroots::chroot(suite).join(fresh.strip_prefix("/").unwrap()));
         }
         let log = std::fs::read_to_string(&daemon.log).unwrap();
-        assert!(log.contains(&format!("protocol={}", client.protocol)), "{who} speaks {}", client.protocol);
+        let this_client = &log[log_seen..];
+        log_seen = log.len();
+        assert!(this_client.contains(&format!("protocol={}", client.protocol)), "{who} speaks {}", client.protocol);
+        // the operations this client sent, for the README's table
+        let mut ops: BTreeMap<u64, &str> = BTreeMap::new();
+        for l in this_client.lines().filter(|l| l.contains(" operation ")) {
+            let field = |k: &str| l.split(k).nth(1).and_then(|r| r.split(' ').next());
+            if let (Some(op), Some(name)) = (field(" op="), field(" name=")) {
+                ops.insert(op.parse().unwrap(), name.trim_matches('"'));
+            }
+        }
+        let ops: Vec<String> = ops.iter().map(|(n, name)| format!("{n} {name}")).collect();
+        table.push_str(&format!("| {who} | {} | {} | all answers as Nix 2.8's |\n", client.protocol, ops.join(", ")));
     }
+    std::fs::write(&report, &table).unwrap();
+    eprintln!("{table}");
     let log = std::fs::read_to_string(&daemon.log).unwrap();
     assert!(!log.contains("not supported by this daemon"), "{log}");
 }

@@ -1,6 +1,6 @@
 //! `Connection::handshake` through a socket pair, against the byte-by-byte
 //! client of `integration_tests::raw_client`: at 1.21 (Nix 2.3), 1.34 (Nix
-//! 2.8 – 2.18) and 1.38 (Nix 2.24 – 2.35, with feature lists), in both
+//! 2.8 – 2.18), 1.35 (Lix) and 1.38 (Nix 2.24 – 2.35, with feature lists), in both
 //! orders clients send their first words, for trusted, allowed and refused
 //! users; then one operation on the connection.
 #![allow(clippy::unwrap_used)]
@@ -72,6 +72,11 @@ async fn each_version_gets_the_fields_it_expects() {
         let h = handshake(0x122, &[], Access::Allowed, eager).await;
         assert_eq!(h.daemon_version.as_deref(), Some(DAEMON_VERSION));
         assert_eq!((h.trust, h.server_features, h.refused), (None, None, None));
+
+        // 1.35 (Lix): trust, but no feature lists
+        let h = handshake(0x123, &[], Access::Allowed, eager).await;
+        assert_eq!(h.daemon_version.as_deref(), Some(DAEMON_VERSION));
+        assert_eq!((h.trust, h.server_features, h.refused), (Some(2), None, None));
 
         // 1.38: feature lists both ways; ours names only what we implement (none)
         for features in [&[][..], NIX_2_35_FEATURES, &["some-future-feature"]] {
