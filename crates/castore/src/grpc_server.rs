@@ -13,6 +13,7 @@ use crate::directory::Directory;
 use crate::directoryservice::DirectoryService;
 use crate::errors::{io_to_status, Error};
 use crate::proto::{self, get_directory_request::ByWhat};
+use crate::unix_ms;
 
 /// Size of the messages a blob is streamed in (64–256 KiB keeps gRPC framing
 /// overhead small and every message far under the 4 MiB limit).
@@ -89,6 +90,32 @@ impl proto::blob_service_server::BlobService for GrpcBlobServer {
         let digest = writer.close().await.map_err(io_to_status)?;
         Ok(Response::new(proto::PutBlobResponse { digest: digest.into() }))
     }
+
+    type ListStream = Pin<Box<dyn Stream<Item = Result<proto::StoredBlob, Status>> + Send>>;
+
+    async fn list(&self, _req: Request<proto::ListBlobsRequest>) -> Result<Response<Self::ListStream>, Status> {
+        let s = self.svc.list().map(|r| {
+            r.map(|b| proto::StoredBlob {
+                digest: b.digest.into(),
+                written_unix_ms: unix_ms::from_time(b.written),
+                stored_size: b.stored_size,
+                is_chunk: b.is_chunk,
+            })
+            .map_err(io_to_status)
+        });
+        Ok(Response::new(Box::pin(s)))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<proto::DeleteBlobRequest>,
+    ) -> Result<Response<proto::DeleteBlobResponse>, Status> {
+        let req = req.into_inner();
+        let digest = digest_arg(&req.digest)?;
+        let since = unix_ms::to_time(req.unless_written_since_unix_ms);
+        let freed = self.svc.delete(&digest, since).await.map_err(io_to_status)?;
+        Ok(Response::new(proto::DeleteBlobResponse { deleted: freed.is_some(), freed: freed.unwrap_or(0) }))
+    }
 }
 
 pub struct GrpcDirectoryServer {
@@ -142,6 +169,29 @@ impl proto::directory_service_server::DirectoryService for GrpcDirectoryServer {
         }
         let root = self.svc.put_batch(batch).await.map_err(|e: Error| Status::from(e))?;
         Ok(Response::new(proto::PutDirectoryResponse { root_digest: root.into() }))
+    }
+
+    type ListStream = Pin<Box<dyn Stream<Item = Result<proto::StoredDirectory, Status>> + Send>>;
+
+    async fn list(&self, _req: Request<proto::ListDirectoriesRequest>) -> Result<Response<Self::ListStream>, Status> {
+        let s = self.svc.list().map(|r| {
+            r.map(|d| proto::StoredDirectory {
+                digest: d.digest.into(),
+                written_unix_ms: unix_ms::from_time(d.written),
+            })
+            .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(s)))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<proto::DeleteDirectoryRequest>,
+    ) -> Result<Response<proto::DeleteDirectoryResponse>, Status> {
+        let req = req.into_inner();
+        let digest = digest_arg(&req.digest)?;
+        let deleted = self.svc.delete(&digest, unix_ms::to_time(req.unless_written_since_unix_ms)).await?;
+        Ok(Response::new(proto::DeleteDirectoryResponse { deleted }))
     }
 }
 

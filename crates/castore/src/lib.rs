@@ -17,6 +17,7 @@ pub mod errors;
 pub mod grpc_server;
 pub mod import;
 pub mod proto;
+pub mod unix_ms;
 
 pub use digest::B3Digest;
 pub use directory::{Directory, Node};

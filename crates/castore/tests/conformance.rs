@@ -111,6 +111,57 @@ async fn blob_suite(svc: Arc<dyn BlobService>) {
     assert_eq!(blobservice::read_to_vec(&*svc, &B3Digest::of(&same)).await.unwrap().unwrap(), *same);
 }
 
+/// Listing and deleting, as garbage collection uses them: a delete spares
+/// what was written at or after its time bound, and writing again counts.
+async fn blob_gc_suite(svc: Arc<dyn BlobService>) {
+    use std::time::{Duration, SystemTime};
+    let later = || SystemTime::now() + Duration::from_secs(3600);
+    let small = blobservice::put_bytes(&*svc, b"gc: a small blob").await.unwrap();
+    let big_data = pseudo_random(21, 3 * 1024 * 1024);
+    let big = blobservice::put_bytes(&*svc, &big_data).await.unwrap();
+    let listed: Vec<_> = svc.list().try_collect().await.unwrap();
+    let find = |d: &B3Digest| listed.iter().find(|b| b.digest == *d).cloned();
+    let s = find(&small).expect("the small blob is listed");
+    assert!(s.is_chunk, "a one-chunk blob is its chunk");
+    assert!(s.written <= SystemTime::now() && s.written > SystemTime::now() - Duration::from_secs(600));
+    let big_chunks = svc.chunks(&big).await.unwrap().unwrap();
+    if big_chunks.is_empty() {
+        assert!(find(&big).is_some(), "a blob stored whole is listed");
+    } else {
+        assert!(!find(&big).expect("its chunk list is listed").is_chunk);
+        for c in &big_chunks {
+            assert!(find(&c.digest).expect("each chunk is listed").is_chunk);
+        }
+    }
+    let mut digests: Vec<_> = listed.iter().map(|b| b.digest).collect();
+    digests.sort();
+    digests.dedup();
+    assert_eq!(digests.len(), listed.len(), "each object once");
+
+    // spared: written after the bound
+    assert_eq!(svc.delete(&small, SystemTime::UNIX_EPOCH).await.unwrap(), None);
+    assert!(svc.has(&small).await.unwrap());
+    // written again after a cutoff: spared by it
+    let cutoff = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(blobservice::put_bytes(&*svc, b"gc: a small blob").await.unwrap(), small);
+    assert_eq!(svc.delete(&small, cutoff).await.unwrap(), None, "a rewrite refreshes");
+    // gone
+    assert!(svc.delete(&small, later()).await.unwrap().is_some());
+    assert!(!svc.has(&small).await.unwrap());
+    assert_eq!(svc.delete(&small, later()).await.unwrap(), None, "nothing left to delete");
+    // a chunked blob: its list goes, its chunks are separate objects
+    assert!(svc.delete(&big, later()).await.unwrap().is_some());
+    assert!(!svc.has(&big).await.unwrap());
+    for c in &big_chunks {
+        assert!(svc.has(&c.digest).await.unwrap(), "chunks stay until deleted themselves");
+        assert!(svc.delete(&c.digest, later()).await.unwrap().is_some());
+    }
+    // and it can be stored again
+    assert_eq!(blobservice::put_bytes(&*svc, &big_data).await.unwrap(), big);
+    assert_eq!(blobservice::read_to_vec(&*svc, &big).await.unwrap().unwrap(), big_data);
+}
+
 // ---------- directories ----------
 
 fn file(data: &[u8]) -> Node {
@@ -198,6 +249,33 @@ async fn directory_suite(svc: Arc<dyn DirectoryService>) {
     assert!(svc.get(&stray.digest()).await.unwrap().is_none());
 }
 
+/// Listing and deleting directories, as garbage collection uses them.
+async fn directory_gc_suite(svc: Arc<dyn DirectoryService>) {
+    use std::time::{Duration, SystemTime};
+    let later = || SystemTime::now() + Duration::from_secs(3600);
+    let leaf = dir_with(vec![("gc-file", file(b"gc leaf"))]);
+    let root = dir_with(vec![("leaf", dir_node(&leaf)), ("x", file(b"x"))]);
+    svc.put_batch(vec![leaf.clone(), root.clone()]).await.unwrap();
+    let listed: Vec<_> = svc.list().try_collect().await.unwrap();
+    for d in [&leaf, &root] {
+        let stored = listed.iter().find(|s| s.digest == d.digest()).expect("listed");
+        assert!(stored.written > SystemTime::now() - Duration::from_secs(600));
+    }
+    assert!(!svc.delete(&root.digest(), SystemTime::UNIX_EPOCH).await.unwrap(), "written after the bound");
+    // a put that builds on a stored directory refreshes it
+    let cutoff = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let parent = dir_with(vec![("again", dir_node(&leaf))]);
+    svc.put_batch(vec![parent.clone()]).await.unwrap();
+    assert!(!svc.delete(&leaf.digest(), cutoff).await.unwrap(), "referred to by a put after the cutoff");
+    // gone, and only that one
+    assert!(svc.delete(&root.digest(), later()).await.unwrap());
+    assert!(svc.get(&root.digest()).await.unwrap().is_none());
+    assert!(svc.get(&leaf.digest()).await.unwrap().is_some());
+    assert!(!svc.delete(&root.digest(), later()).await.unwrap(), "nothing left to delete");
+    assert!(!svc.list().try_collect::<Vec<_>>().await.unwrap().iter().any(|s| s.digest == root.digest()));
+}
+
 // ---------- backends ----------
 
 struct Served {
@@ -241,7 +319,8 @@ async fn blob_conformance_local_backends() {
     let tmp = tempfile::tempdir().unwrap();
     for (name, blob, _) in backends(tmp.path()) {
         eprintln!("blob suite: {name}");
-        blob_suite(blob).await;
+        blob_suite(blob.clone()).await;
+        blob_gc_suite(blob).await;
     }
 }
 
@@ -252,7 +331,8 @@ async fn blob_conformance_grpc_client_on_each_backend() {
         eprintln!("blob suite: grpc → {name}");
         let served = serve(blob, dirs);
         let client = composition::blob_service(&format!("grpc+unix://{}", served.socket.display())).unwrap();
-        blob_suite(client).await;
+        blob_suite(client.clone()).await;
+        blob_gc_suite(client).await;
     }
 }
 
@@ -261,9 +341,11 @@ async fn directory_conformance_local_backends() {
     let tmp = tempfile::tempdir().unwrap();
     for (name, _, dirs) in backends(tmp.path()) {
         eprintln!("directory suite: {name}");
-        directory_suite(dirs).await;
+        directory_suite(dirs.clone()).await;
+        directory_gc_suite(dirs).await;
     }
     directory_suite(composition::directory_service("sled://").unwrap()).await;
+    directory_gc_suite(composition::directory_service("sled://").unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,7 +355,8 @@ async fn directory_conformance_grpc_client_on_each_backend() {
         eprintln!("directory suite: grpc → {name}");
         let served = serve(blob, dirs);
         let client = composition::directory_service(&format!("grpc+unix://{}", served.socket.display())).unwrap();
-        directory_suite(client).await;
+        directory_suite(client.clone()).await;
+        directory_gc_suite(client).await;
     }
 }
 

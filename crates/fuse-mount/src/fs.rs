@@ -34,6 +34,10 @@ use crate::inodes::{ino_for, Inode, InodeTable, ROOT};
 /// How long the kernel may keep entries and attributes: content never
 /// changes under a name.
 const TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long the kernel may keep a store path's own entry: a path can be
+/// deleted, and a new lookup must then find it gone (open files keep
+/// working: the kernel holds their inodes).
+pub const ROOT_ENTRY_TTL: Duration = Duration::from_secs(5);
 /// How long a store path that is not there stays "not there" (kernel and
 /// our own cache), so a storm of misses does not hammer the daemon yet new
 /// paths appear promptly.
@@ -322,7 +326,7 @@ impl Filesystem for SnixFs {
         let parent = parent.0;
         match self.child(parent, name.as_bytes()) {
             Ok(Some((ino, node))) => match self.remember(ino, parent, &node) {
-                Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+                Ok(attr) => reply.entry(if parent == ROOT { &ROOT_ENTRY_TTL } else { &TTL }, &attr, Generation(0)),
                 Err(e) => reply.error(e),
             },
             Ok(None) if parent == ROOT => {

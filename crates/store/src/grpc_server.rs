@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use futures::{Stream, StreamExt};
 use snix_castore::blobservice::BlobService;
 use snix_castore::directoryservice::DirectoryService;
+use snix_castore::unix_ms;
 use snix_castore::Node;
 use tonic::{Request, Response, Status};
 
@@ -52,9 +53,7 @@ impl proto::path_info_service_server::PathInfoService for GrpcPathInfoServer {
         let Some(ByWhat::ByOutputHash(d)) = req.into_inner().by_what else {
             return Err(Error::InvalidRequest("GetPathInfoRequest without by_output_hash".into()).into());
         };
-        let digest: [u8; 20] = d[..]
-            .try_into()
-            .map_err(|_| Error::InvalidRequest(format!("store path digest has {} bytes, expected 20", d.len())))?;
+        let digest = digest_arg(&d)?;
         match self.infos.get(digest).await? {
             Some(info) => Ok(Response::new(info.to_proto())),
             None => Err(Status::not_found(format!("no path info for {}", nix_compat::nixbase32::encode(&digest)))),
@@ -93,4 +92,48 @@ impl proto::path_info_service_server::PathInfoService for GrpcPathInfoServer {
         let s = self.infos.list().map(|r| r.map(|i| i.to_proto()).map_err(Status::from));
         Ok(Response::new(Box::pin(s)))
     }
+
+    async fn delete(
+        &self,
+        req: Request<proto::DeletePathInfoRequest>,
+    ) -> Result<Response<proto::DeletePathInfoResponse>, Status> {
+        let digest = digest_arg(&req.into_inner().by_output_hash)?;
+        let deleted = self.infos.delete(digest).await?;
+        if let Some(i) = &deleted {
+            tracing::info!(path = %i.store_path, "deleted");
+        }
+        Ok(Response::new(proto::DeletePathInfoResponse { deleted: deleted.map(|i| i.to_proto()) }))
+    }
+
+    type ListDeletedStream = Pin<Box<dyn Stream<Item = Result<proto::DeletedPathInfo, Status>> + Send>>;
+
+    async fn list_deleted(
+        &self,
+        _req: Request<proto::ListDeletedPathInfoRequest>,
+    ) -> Result<Response<Self::ListDeletedStream>, Status> {
+        let s = self.infos.list_deleted().map(|r| {
+            r.map(|d| proto::DeletedPathInfo {
+                path_info: Some(d.info.to_proto()),
+                deleted_unix_ms: unix_ms::from_time(d.deleted),
+            })
+            .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(s)))
+    }
+
+    async fn purge_deleted(
+        &self,
+        req: Request<proto::PurgeDeletedPathInfoRequest>,
+    ) -> Result<Response<proto::PurgeDeletedPathInfoResponse>, Status> {
+        let req = req.into_inner();
+        let digest = digest_arg(&req.by_output_hash)?;
+        let purged = self.infos.purge_deleted(digest, unix_ms::to_time(req.deleted_before_unix_ms)).await?;
+        Ok(Response::new(proto::PurgeDeletedPathInfoResponse { purged }))
+    }
+}
+
+/// A store path digest argument: 20 bytes.
+fn digest_arg(d: &[u8]) -> Result<[u8; 20], Status> {
+    d.try_into()
+        .map_err(|_| Error::InvalidRequest(format!("store path digest has {} bytes, expected 20", d.len())).into())
 }

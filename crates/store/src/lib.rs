@@ -11,6 +11,7 @@
 pub mod composition;
 pub mod copy;
 pub mod errors;
+pub mod gc;
 pub mod grpc_server;
 pub mod import;
 pub mod nar;

@@ -101,6 +101,37 @@ async fn path_info_suite(svc: Arc<dyn PathInfoService>, blobs: &dyn BlobService)
     }
 }
 
+/// Deleting leaves a tombstone until it is purged; registering again
+/// clears it.
+async fn path_info_delete_suite(svc: Arc<dyn PathInfoService>) {
+    use std::time::{Duration, SystemTime};
+    let later = || SystemTime::now() + Duration::from_secs(3600);
+    let a = info(1000);
+    let b = info(1001);
+    svc.put(a.clone()).await.unwrap();
+    svc.put(b.clone()).await.unwrap();
+    let before = SystemTime::now() - Duration::from_secs(1);
+    assert_eq!(svc.delete(*a.store_path.digest()).await.unwrap(), Some(a.clone()));
+    assert_eq!(svc.delete(*a.store_path.digest()).await.unwrap(), None, "already gone");
+    assert!(svc.get(*a.store_path.digest()).await.unwrap().is_none());
+    assert!(!all(&*svc).await.contains(&a));
+    assert!(all(&*svc).await.contains(&b));
+    let tombs: Vec<_> = svc.list_deleted().try_collect().await.unwrap();
+    let t = tombs.iter().find(|t| t.info == a).expect("a tombstone");
+    assert!(t.deleted >= before && t.deleted <= SystemTime::now() + Duration::from_secs(1));
+    assert!(
+        !svc.purge_deleted(*a.store_path.digest(), SystemTime::UNIX_EPOCH).await.unwrap(),
+        "deleted after the bound"
+    );
+    assert!(svc.purge_deleted(*a.store_path.digest(), later()).await.unwrap());
+    assert!(!svc.list_deleted().try_collect::<Vec<_>>().await.unwrap().iter().any(|t| t.info == a));
+    // registered again after a delete: no tombstone
+    svc.delete(*b.store_path.digest()).await.unwrap();
+    svc.put(b.clone()).await.unwrap();
+    assert!(!svc.list_deleted().try_collect::<Vec<_>>().await.unwrap().iter().any(|t| t.info == b));
+    assert_eq!(svc.get(*b.store_path.digest()).await.unwrap(), Some(b));
+}
+
 // ---------- backends ----------
 
 struct Served {
@@ -144,7 +175,9 @@ async fn path_info_conformance_local_backends() {
     let tmp = tempfile::tempdir().unwrap();
     for (name, addr) in backends(tmp.path()) {
         eprintln!("path info suite: {name}");
-        path_info_suite(path_info_service(&addr).unwrap(), &*castore().blobs).await;
+        let svc = path_info_service(&addr).unwrap();
+        path_info_suite(svc.clone(), &*castore().blobs).await;
+        path_info_delete_suite(svc).await;
     }
 }
 
@@ -155,7 +188,9 @@ async fn path_info_conformance_grpc_client_on_each_backend() {
         eprintln!("path info suite: grpc → {name}");
         let c = castore();
         let served = serve(path_info_service(&addr).unwrap(), c.clone());
-        path_info_suite(path_info_service(&served.addr).unwrap(), &*c.blobs).await;
+        let client = path_info_service(&served.addr).unwrap();
+        path_info_suite(client.clone(), &*c.blobs).await;
+        path_info_delete_suite(client).await;
     }
 }
 

@@ -40,8 +40,12 @@ pub enum OpError {
     Method(#[from] CaMethodError),
     #[error("receiving contents: {0}")]
     Receive(std::io::Error),
-    #[error("garbage collection is not supported by this store")]
-    NoGarbageCollection,
+    #[error("you are not allowed to ignore liveness")]
+    IgnoreLiveness,
+    #[error("you are not privileged to collect garbage or delete paths")]
+    NotPrivilegedToCollectGarbage,
+    #[error(transparent)]
+    Gc(#[from] snix_store::gc::GcError),
     #[error("repairing is not supported by this store")]
     NoRepair,
     #[error("you are not privileged to repair paths")]

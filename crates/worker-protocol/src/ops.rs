@@ -76,6 +76,16 @@ pub struct ClientOptions {
     pub overrides: Vec<(String, String)>,
 }
 
+/// What CollectGarbage is asked to do (`nix-store --gc`, `--print-live`,
+/// `--print-dead`, `--delete`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GcAction {
+    ReturnLive,
+    ReturnDead,
+    DeleteDead,
+    DeleteSpecific,
+}
+
 /// AddToStoreNar's arguments (the NAR follows).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AddToStoreNar {
@@ -130,7 +140,7 @@ pub enum Query {
     FindRoots,
     QueryDeriver(StorePath),
     SetOptions(ClientOptions),
-    CollectGarbage,
+    CollectGarbage { action: GcAction, paths: Vec<StorePath>, ignore_liveness: bool, max_freed: u64 },
     QuerySubstitutablePathInfo(StorePath),
     QueryDerivationOutputs(StorePath),
     QueryAllValidPaths,
@@ -235,14 +245,20 @@ pub async fn read_request<R: AsyncRead + Unpin>(op: u64, version: u64, r: &mut R
                 Request::Query(Query::SetOptions(o))
             }
             20 => {
-                let _action = read_u64(r).await?;
-                let _paths = read_paths(r).await?;
-                let _ignore_liveness = read_bool(r).await?;
-                let _max_freed = read_u64(r).await?;
+                let action = match read_u64(r).await? {
+                    0 => GcAction::ReturnLive,
+                    1 => GcAction::ReturnDead,
+                    2 => GcAction::DeleteDead,
+                    3 => GcAction::DeleteSpecific,
+                    n => return Err(wire::WireError::Invalid(format!("unknown garbage collector action {n}"))),
+                };
+                let paths = read_paths(r).await?;
+                let ignore_liveness = read_bool(r).await?;
+                let max_freed = read_u64(r).await?;
                 for _ in 0..3 {
-                    read_u64(r).await?;
+                    read_u64(r).await?; // obsolete
                 }
-                Request::Query(Query::CollectGarbage)
+                Request::Query(Query::CollectGarbage { action, paths, ignore_liveness, max_freed })
             }
             21 => Request::Query(Query::QuerySubstitutablePathInfo(read_path(r).await?)),
             22 => Request::Query(Query::QueryDerivationOutputs(read_path(r).await?)),

@@ -24,10 +24,13 @@ use snix_store::PathInfo;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
 use crate::errors::OpError;
-use crate::ops::{op_name, read_multiple_entry, read_request, AddToStoreNar, Incoming, Query, Request, RequestError};
+use crate::ops::{
+    op_name, read_multiple_entry, read_request, AddToStoreNar, GcAction, Incoming, Query, Request, RequestError,
+};
 use crate::trust::Access;
 use crate::types::*;
 use crate::wire::{self, FramedReader, WireError, WireWriter};
+use snix_store::gc;
 
 /// How the daemon decides what clients may do.
 #[derive(Clone, Debug)]
@@ -41,13 +44,18 @@ pub struct Policy {
 #[derive(Clone)]
 pub struct Backend {
     pub store: StoreServices,
-    /// Path infos seen, shared by all connections. A registered path's info
-    /// does not change (but for signatures added here), so hits need no
-    /// round trip; misses are never cached — a path may appear any time.
-    cache: Arc<std::sync::Mutex<lru::LruCache<[u8; 20], PathInfo>>>,
+    /// Path infos seen, shared by all connections, for a few seconds: a
+    /// burst of queries (`-qR`, `path-info -r`) needs one round trip per
+    /// path, yet a path deleted elsewhere stops being valid here promptly.
+    /// Misses are never cached — a path may appear any time.
+    cache: Arc<std::sync::Mutex<PathInfoCache>>,
 }
 
+/// Path infos by digest, with when each was fetched.
+type PathInfoCache = lru::LruCache<[u8; 20], (PathInfo, std::time::Instant)>;
+
 const PATH_INFO_CACHE: usize = 65_536;
+const PATH_INFO_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// The largest `.drv` file read to answer a derivation query.
 const MAX_DERIVATION: u64 = 16 * 1024 * 1024;
 /// Paths whose NARs VerifyStore renders at once.
@@ -60,8 +68,8 @@ impl Backend {
     }
 
     pub async fn path_info(&self, p: &StorePath) -> Result<Option<PathInfo>, snix_store::Error> {
-        if let Some(i) = self.cache.lock().expect("cache lock").get(p.digest()) {
-            if i.store_path == *p {
+        if let Some((i, at)) = self.cache.lock().expect("cache lock").get(p.digest()) {
+            if i.store_path == *p && at.elapsed() < PATH_INFO_CACHE_TTL {
                 return Ok(Some(i.clone()));
             }
         }
@@ -73,7 +81,11 @@ impl Backend {
     }
 
     fn remember(&self, i: &PathInfo) {
-        self.cache.lock().expect("cache lock").put(*i.store_path.digest(), i.clone());
+        self.cache.lock().expect("cache lock").put(*i.store_path.digest(), (i.clone(), std::time::Instant::now()));
+    }
+
+    fn forget(&self, p: &StorePath) {
+        self.cache.lock().expect("cache lock").pop(p.digest());
     }
 }
 
@@ -440,7 +452,10 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
                     encode_build_result(w, self.version, &BuildResult::status(BuildStatus::AlreadyValid, ""));
                 }
             }
-            Query::CollectGarbage => return Err(OpError::NoGarbageCollection),
+            Query::CollectGarbage { action, paths, ignore_liveness, max_freed } => {
+                let (paths, freed) = self.collect_garbage(action, paths, ignore_liveness, max_freed).await?;
+                w.strings(paths.iter().map(|p| p.to_string())).u64(freed).u64(0);
+            }
             Query::RegisterDrvOutput(_) => return Err(OpError::NoRealisations),
             Query::AddPermRoot { .. } => return Err(OpError::NoGcRoots),
             Query::AddSignatures { path, sigs } => {
@@ -458,6 +473,54 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Connection<R, W>
             }
         }
         Ok(())
+    }
+
+    /// CollectGarbage, for trusted clients. This store keeps no GC roots:
+    /// every registered path is live (what `snix-store gc` keeps without
+    /// `--keep`), so "dead" paths are none, and collecting sweeps the
+    /// castore of what no path reaches. Deleting specific paths
+    /// unregisters them; their content goes with a later collection, after
+    /// the grace period.
+    async fn collect_garbage(
+        &self,
+        action: GcAction,
+        paths: Vec<StorePath>,
+        ignore_liveness: bool,
+        max_freed: u64,
+    ) -> OpResult<(Vec<StorePath>, u64)> {
+        if ignore_liveness {
+            return Err(OpError::IgnoreLiveness);
+        }
+        if !self.trusted() {
+            return Err(OpError::NotPrivilegedToCollectGarbage);
+        }
+        let s = &self.backend.store;
+        Ok(match action {
+            GcAction::ReturnLive => (self.all_infos().await?.into_iter().map(|i| i.store_path).collect(), 0),
+            GcAction::ReturnDead => (vec![], 0),
+            GcAction::DeleteDead => {
+                let opts = gc::GcOptions {
+                    max_freed: (max_freed != u64::MAX && max_freed != 0).then_some(max_freed),
+                    ..Default::default()
+                };
+                let stats = gc::collect_garbage(
+                    &*s.infos,
+                    &*s.blobs,
+                    &*s.dirs,
+                    &opts,
+                    |msg| tracing::info!(user = %self.user, "gc: {msg}"),
+                )
+                .await?;
+                (vec![], stats.bytes)
+            }
+            GcAction::DeleteSpecific => {
+                let deleted = gc::delete_paths(&*s.infos, &paths, false).await?;
+                for p in &deleted {
+                    self.backend.forget(p);
+                }
+                (deleted, 0)
+            }
+        })
     }
 
     /// A valid derivation's `.drv` file, parsed.

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use super::{BlobReader, BlobService, BlobWriter, ChunkMeta};
+use super::{BlobReader, BlobService, BlobWriter, ChunkMeta, StoredBlob};
 use crate::digest::B3Digest;
 
 pub struct CombinedBlobService<N, F> {
@@ -55,5 +55,16 @@ impl<N: BlobService, F: BlobService> BlobService for CombinedBlobService<N, F> {
 
     async fn open_write(&self) -> Box<dyn BlobWriter> {
         self.far.open_write().await
+    }
+
+    /// What the far (authoritative) side stores.
+    fn list(&self) -> futures::stream::BoxStream<'static, io::Result<StoredBlob>> {
+        self.far.list()
+    }
+
+    /// From both sides; what the far side freed.
+    async fn delete(&self, digest: &B3Digest, unless_written_since: std::time::SystemTime) -> io::Result<Option<u64>> {
+        self.near.delete(digest, unless_written_since).await?;
+        self.far.delete(digest, unless_written_since).await
     }
 }

@@ -5,14 +5,18 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use tonic::transport::Channel;
 
-use super::{bytes_reader, BlobReader, BlobService, BlobWriter, ChannelWriter, ChunkFetcher, ChunkMeta, ChunkedReader};
+use super::{
+    bytes_reader, BlobReader, BlobService, BlobWriter, ChannelWriter, ChunkFetcher, ChunkMeta, ChunkedReader,
+    StoredBlob,
+};
 use crate::digest::B3Digest;
 use crate::errors::status_to_io;
 use crate::proto::blob_service_client::BlobServiceClient;
-use crate::proto::{BlobChunk, ReadBlobRequest, StatBlobRequest};
+use crate::proto::{BlobChunk, DeleteBlobRequest, ListBlobsRequest, ReadBlobRequest, StatBlobRequest};
+use crate::unix_ms;
 
 /// Largest message we send or accept on the blob API.
 pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
@@ -193,5 +197,32 @@ impl BlobService for GrpcBlobService {
             B3Digest::try_from(&resp.into_inner().digest)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("remote put response: {e}")))
         }))
+    }
+
+    fn list(&self) -> futures::stream::BoxStream<'static, io::Result<StoredBlob>> {
+        let mut client = self.client.clone();
+        async_stream::try_stream! {
+            let mut s = client.list(ListBlobsRequest {}).await.map_err(status_to_io)?.into_inner();
+            while let Some(b) = s.message().await.map_err(status_to_io)? {
+                let digest = B3Digest::try_from(&b.digest)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("remote blob list: {e}")))?;
+                yield StoredBlob {
+                    digest,
+                    written: unix_ms::to_time(b.written_unix_ms),
+                    stored_size: b.stored_size,
+                    is_chunk: b.is_chunk,
+                };
+            }
+        }
+        .boxed()
+    }
+
+    async fn delete(&self, digest: &B3Digest, unless_written_since: std::time::SystemTime) -> io::Result<Option<u64>> {
+        let req = DeleteBlobRequest {
+            digest: (*digest).into(),
+            unless_written_since_unix_ms: unix_ms::from_time(unless_written_since),
+        };
+        let r = self.client.clone().delete(req).await.map_err(status_to_io)?.into_inner();
+        Ok(r.deleted.then_some(r.freed))
     }
 }

@@ -3,15 +3,19 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::StreamExt;
 
-use super::{bytes_reader, BlobReader, BlobService, BlobWriter, ChannelWriter, ChunkMeta};
+use super::{bytes_reader, BlobReader, BlobService, BlobWriter, ChannelWriter, ChunkMeta, StoredBlob};
 use crate::digest::B3Digest;
 
+/// Each blob whole, with when it was last written.
 #[derive(Clone, Default)]
 pub struct MemoryBlobService {
-    blobs: Arc<RwLock<HashMap<B3Digest, Bytes>>>,
+    blobs: Arc<RwLock<HashMap<B3Digest, (Bytes, SystemTime)>>>,
 }
 
 #[async_trait::async_trait]
@@ -25,11 +29,11 @@ impl BlobService for MemoryBlobService {
     }
 
     async fn open_read(&self, digest: &B3Digest) -> io::Result<Option<Box<dyn BlobReader>>> {
-        Ok(self.blobs.read().expect("poisoned").get(digest).cloned().map(bytes_reader))
+        Ok(self.blobs.read().expect("poisoned").get(digest).map(|(b, _)| bytes_reader(b.clone())))
     }
 
     async fn read_unchunked(&self, digest: &B3Digest) -> io::Result<Option<Bytes>> {
-        Ok(self.blobs.read().expect("poisoned").get(digest).cloned())
+        Ok(self.blobs.read().expect("poisoned").get(digest).map(|(b, _)| b.clone()))
     }
 
     async fn open_write(&self) -> Box<dyn BlobWriter> {
@@ -40,7 +44,7 @@ impl BlobService for MemoryBlobService {
             while let Some(b) = rx.recv().await {
                 if b.is_empty() {
                     let digest = B3Digest::from(hasher.finalize());
-                    blobs.write().expect("poisoned").insert(digest, data.freeze());
+                    blobs.write().expect("poisoned").insert(digest, (data.freeze(), SystemTime::now()));
                     return Ok(digest);
                 }
                 hasher.update(&b);
@@ -48,5 +52,24 @@ impl BlobService for MemoryBlobService {
             }
             Err(io::Error::new(io::ErrorKind::Interrupted, "blob writer dropped before close"))
         }))
+    }
+
+    fn list(&self) -> BoxStream<'static, io::Result<StoredBlob>> {
+        let all: Vec<_> = self
+            .blobs
+            .read()
+            .expect("poisoned")
+            .iter()
+            .map(|(d, (b, t))| Ok(StoredBlob { digest: *d, written: *t, stored_size: b.len() as u64, is_chunk: true }))
+            .collect();
+        futures::stream::iter(all).boxed()
+    }
+
+    async fn delete(&self, digest: &B3Digest, unless_written_since: SystemTime) -> io::Result<Option<u64>> {
+        let mut blobs = self.blobs.write().expect("poisoned");
+        match blobs.get(digest) {
+            Some((_, t)) if *t < unless_written_since => Ok(blobs.remove(digest).map(|(b, _)| b.len() as u64)),
+            _ => Ok(None),
+        }
     }
 }

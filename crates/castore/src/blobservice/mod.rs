@@ -7,9 +7,11 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
@@ -26,6 +28,20 @@ pub use combinator::CombinedBlobService;
 pub use grpc::GrpcBlobService;
 pub use memory::MemoryBlobService;
 pub use objectstore_file::ObjectStoreFileBlobService;
+
+/// An object a backend stores, as garbage collection sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub digest: B3Digest,
+    /// When it was last written. Writing a blob that is already stored
+    /// writes it again: its chunks and chunk list count as new.
+    pub written: SystemTime,
+    /// Bytes it takes in the backend.
+    pub stored_size: u64,
+    /// A chunk (`true`), or the chunk list of a blob of several chunks. A
+    /// blob stored whole is its one chunk.
+    pub is_chunk: bool,
+}
 
 /// One chunk of a blob; itself a blob readable by its digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +84,15 @@ pub trait BlobService: Send + Sync + 'static {
 
     /// Starts a new blob.
     async fn open_write(&self) -> Box<dyn BlobWriter>;
+
+    /// Everything stored: each chunk, and each chunk list.
+    fn list(&self) -> BoxStream<'static, io::Result<StoredBlob>>;
+
+    /// Removes what is stored under `digest` — its chunk list, else its
+    /// chunk — unless it was written at or after `unless_written_since`
+    /// (a writer that just reused it keeps it). Returns the bytes freed,
+    /// `None` if nothing was removed. Another blob's chunks are not touched.
+    async fn delete(&self, digest: &B3Digest, unless_written_since: SystemTime) -> io::Result<Option<u64>>;
 }
 
 #[async_trait::async_trait]
@@ -86,6 +111,12 @@ impl<T: BlobService + ?Sized> BlobService for Arc<T> {
     }
     async fn open_write(&self) -> Box<dyn BlobWriter> {
         (**self).open_write().await
+    }
+    fn list(&self) -> BoxStream<'static, io::Result<StoredBlob>> {
+        (**self).list()
+    }
+    async fn delete(&self, digest: &B3Digest, unless_written_since: SystemTime) -> io::Result<Option<u64>> {
+        (**self).delete(digest, unless_written_since).await
     }
 }
 

@@ -8,7 +8,13 @@
 //!   incompressible data then costs no decompression);
 //! - `blobs/<2 hex>/<64 hex>` — the chunk list of a blob of more than one
 //!   chunk (a one-chunk blob *is* its chunk, so needs no list);
-//! - `tmp/` — files being written.
+//! - `tmp/` — files being written, and files garbage collection is
+//!   removing (`gc-…`, put back on start if a crash left them there).
+//!
+//! A file's mtime is when it was last written: writing a blob whose chunks
+//! or chunk list are already stored refreshes them instead of writing them
+//! again, so garbage collection (`delete`, with its time bound) never takes
+//! what a writer has just reused.
 //!
 //! Every file is written to `tmp/` then renamed into place, so a crash never
 //! leaves a partial file visible. Durability is by group commit: a blob's
@@ -23,11 +29,16 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures::FutureExt;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 
-use super::{bytes_reader, BlobReader, BlobService, BlobWriter, ChannelWriter, ChunkFetcher, ChunkMeta, ChunkedReader};
+use super::{
+    bytes_reader, BlobReader, BlobService, BlobWriter, ChannelWriter, ChunkFetcher, ChunkMeta, ChunkedReader,
+    StoredBlob,
+};
 use crate::digest::B3Digest;
 
 pub const CHUNK_MIN: u32 = 64 * 1024;
@@ -84,13 +95,53 @@ fn shard(dir: &Path, digest: &B3Digest, suffix: &str) -> PathBuf {
     dir.join(&hex[..2]).join(format!("{hex}{suffix}"))
 }
 
+/// Marks an existing file as written now; `false` if it is not there.
+fn touch(path: &Path) -> io::Result<bool> {
+    match File::open(path) {
+        Ok(f) => {
+            f.set_modified(SystemTime::now())?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The name a file being deleted has in `tmp/`: `gc-<hex>-chunk` / `gc-<hex>-list`.
+fn trash_name(digest: &B3Digest, is_chunk: bool) -> String {
+    format!("gc-{}-{}", digest.to_hex(), if is_chunk { "chunk" } else { "list" })
+}
+
 impl ObjectStoreFileBlobService {
     pub fn open(root: &Path) -> io::Result<Self> {
         for d in ["chunks", "blobs", "tmp"] {
             std::fs::create_dir_all(root.join(d))?;
         }
+        Self::restore_trash(root)?;
         let syncer = GroupSync { root: File::open(root)?, issued: AtomicU64::new(0), done: Default::default() };
         Ok(ObjectStoreFileBlobService { root: Arc::new(root.to_path_buf()), syncer: Arc::new(syncer) })
+    }
+
+    /// Puts back what a garbage collection killed halfway through left in
+    /// `tmp/`: it was garbage, but whether a writer reused it meanwhile is
+    /// unknown — the next collection decides again.
+    fn restore_trash(root: &Path) -> io::Result<()> {
+        for e in std::fs::read_dir(root.join("tmp"))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("gc-") else { continue };
+            let parsed =
+                rest.split_once('-').and_then(|(hex, kind)| Some((hex.parse::<B3Digest>().ok()?, kind == "chunk")));
+            let Some((digest, is_chunk)) = parsed else { continue };
+            let dest = shard(&root.join(if is_chunk { "chunks" } else { "blobs" }), &digest, "");
+            if dest.exists() {
+                std::fs::remove_file(e.path())?;
+            } else {
+                std::fs::rename(e.path(), &dest)?;
+            }
+            tracing::info!(%digest, "put back a blob file an interrupted garbage collection had taken");
+        }
+        Ok(())
     }
 
     fn chunk_path(&self, digest: &B3Digest) -> PathBuf {
@@ -116,7 +167,7 @@ impl ObjectStoreFileBlobService {
     fn store_chunk(root: &Path, data: &[u8]) -> io::Result<ChunkMeta> {
         let digest = B3Digest::of(data);
         let path = shard(&root.join("chunks"), &digest, "");
-        if !path.exists() {
+        if !touch(&path)? {
             Self::write_atomic(root, &path, &encode_chunk(data)?)?;
         }
         Ok(ChunkMeta { digest, size: data.len() as u64 })
@@ -183,7 +234,7 @@ impl ObjectStoreFileBlobService {
     fn commit(root: &Path, digest: &B3Digest, chunks: &[ChunkMeta]) -> io::Result<()> {
         if chunks.len() > 1 {
             let path = shard(&root.join("blobs"), digest, "");
-            if !path.exists() {
+            if !touch(&path)? {
                 Self::write_atomic(root, &path, &encode_index(chunks))?;
             }
         }
@@ -388,5 +439,78 @@ impl BlobService for ObjectStoreFileBlobService {
             syncer.sync().await?;
             Ok(digest)
         }))
+    }
+
+    fn list(&self) -> BoxStream<'static, io::Result<StoredBlob>> {
+        let root = self.root.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::task::spawn_blocking(move || {
+            let send = |r| tx.blocking_send(r).is_ok();
+            for (dir, is_chunk) in [("chunks", true), ("blobs", false)] {
+                let shards = match std::fs::read_dir(root.join(dir)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        send(Err(e));
+                        return;
+                    }
+                };
+                for shard in shards {
+                    let entries = match shard.and_then(|s| std::fs::read_dir(s.path())) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            send(Err(e));
+                            return;
+                        }
+                    };
+                    for e in entries {
+                        let stored = e.and_then(|e| {
+                            let digest = e.file_name().to_string_lossy().parse::<B3Digest>().map_err(|err| {
+                                io::Error::new(io::ErrorKind::InvalidData, format!("{}: {err}", e.path().display()))
+                            })?;
+                            let meta = e.metadata()?;
+                            Ok(StoredBlob { digest, written: meta.modified()?, stored_size: meta.len(), is_chunk })
+                        });
+                        match stored {
+                            // gone since the directory was read: a concurrent delete
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                            r => {
+                                if !send(r) {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+    }
+
+    async fn delete(&self, digest: &B3Digest, unless_written_since: SystemTime) -> io::Result<Option<u64>> {
+        let root = self.root.clone();
+        let digest = *digest;
+        tokio::task::spawn_blocking(move || {
+            for (dir, is_chunk) in [("blobs", false), ("chunks", true)] {
+                let path = shard(&root.join(dir), &digest, "");
+                let trash = root.join("tmp").join(trash_name(&digest, is_chunk));
+                // taken out of place first: a writer that reuses it from now
+                // on finds it gone and writes it again
+                match std::fs::rename(&path, &trash) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    r => r?,
+                }
+                let meta = std::fs::metadata(&trash)?;
+                if meta.modified()? >= unless_written_since {
+                    // reused before it was taken out: put it back
+                    std::fs::rename(&trash, &path)?;
+                    return Ok(None);
+                }
+                std::fs::remove_file(&trash)?;
+                return Ok(Some(meta.len()));
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 }

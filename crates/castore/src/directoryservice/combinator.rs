@@ -66,4 +66,15 @@ impl<N: DirectoryService + Clone, F: DirectoryService + Clone> DirectoryService 
     async fn put_batch(&self, directories: Vec<Directory>) -> Result<B3Digest, Error> {
         self.far.put_batch(directories).await
     }
+
+    /// What the far (authoritative) side stores.
+    fn list(&self) -> BoxStream<'static, Result<super::StoredDirectory, Error>> {
+        self.far.list()
+    }
+
+    /// From both sides; whether the far side removed it.
+    async fn delete(&self, digest: &B3Digest, unless_written_since: std::time::SystemTime) -> Result<bool, Error> {
+        self.near.delete(digest, unless_written_since).await?;
+        self.far.delete(digest, unless_written_since).await
+    }
 }

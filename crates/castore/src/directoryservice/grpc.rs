@@ -8,12 +8,13 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tonic::transport::Channel;
 
-use super::DirectoryService;
+use super::{DirectoryService, StoredDirectory};
 use crate::digest::B3Digest;
 use crate::directory::Directory;
 use crate::errors::Error;
 use crate::proto::directory_service_client::DirectoryServiceClient;
 use crate::proto::{self, get_directory_request::ByWhat, GetDirectoryRequest};
+use crate::unix_ms;
 
 pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
@@ -91,5 +92,24 @@ impl DirectoryService for GrpcDirectoryService {
             return Err(Error::Corrupt(format!("remote stored root {got}, expected {root}")));
         }
         Ok(root)
+    }
+
+    fn list(&self) -> BoxStream<'static, Result<StoredDirectory, Error>> {
+        let mut client = self.client.clone();
+        async_stream::try_stream! {
+            let mut s = client.list(proto::ListDirectoriesRequest {}).await?.into_inner();
+            while let Some(d) = s.message().await? {
+                yield StoredDirectory { digest: B3Digest::try_from(&d.digest)?, written: unix_ms::to_time(d.written_unix_ms) };
+            }
+        }
+        .boxed()
+    }
+
+    async fn delete(&self, digest: &B3Digest, unless_written_since: std::time::SystemTime) -> Result<bool, Error> {
+        let req = proto::DeleteDirectoryRequest {
+            digest: (*digest).into(),
+            unless_written_since_unix_ms: unix_ms::from_time(unless_written_since),
+        };
+        Ok(self.client.clone().delete(req).await?.into_inner().deleted)
     }
 }

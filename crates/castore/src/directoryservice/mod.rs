@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -35,8 +36,40 @@ pub trait DirectoryService: Send + Sync + 'static {
     fn get_recursive(&self, root: &B3Digest) -> BoxStream<'static, Result<Directory, Error>>;
 
     /// Stores a batch sent leaves first, root last; returns the root's digest.
-    /// All or nothing.
+    /// All or nothing. Every directory of the batch, and every stored one it
+    /// refers to, counts as written now (see [`StoredDirectory::written`]).
     async fn put_batch(&self, directories: Vec<Directory>) -> Result<B3Digest, Error>;
+
+    /// Every directory stored, for garbage collection.
+    fn list(&self) -> BoxStream<'static, Result<StoredDirectory, Error>>;
+
+    /// Removes a directory unless it was written at or after
+    /// `unless_written_since`; whether it was removed. Directories it refers
+    /// to are not touched.
+    async fn delete(&self, digest: &B3Digest, unless_written_since: SystemTime) -> Result<bool, Error>;
+}
+
+/// A stored directory, as garbage collection sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDirectory {
+    pub digest: B3Digest,
+    /// When it was last written: put, put again, or referred to by a put
+    /// (a writer that builds on it keeps it).
+    pub written: SystemTime,
+}
+
+/// The stored directories a checked batch refers to without sending them:
+/// a put builds on them, so they count as written too.
+pub(crate) fn referred_outside(checked: &[(B3Digest, Directory)]) -> Vec<B3Digest> {
+    let sent: HashSet<B3Digest> = checked.iter().map(|(d, _)| *d).collect();
+    let mut out: Vec<B3Digest> = checked
+        .iter()
+        .flat_map(|(_, dir)| dir.child_directories().map(|(_, child, _)| child))
+        .filter(|c| !sent.contains(c))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[async_trait::async_trait]
@@ -49,6 +82,12 @@ impl<T: DirectoryService + ?Sized> DirectoryService for Arc<T> {
     }
     async fn put_batch(&self, directories: Vec<Directory>) -> Result<B3Digest, Error> {
         (**self).put_batch(directories).await
+    }
+    fn list(&self) -> BoxStream<'static, Result<StoredDirectory, Error>> {
+        (**self).list()
+    }
+    async fn delete(&self, digest: &B3Digest, unless_written_since: SystemTime) -> Result<bool, Error> {
+        (**self).delete(digest, unless_written_since).await
     }
 }
 

@@ -7,11 +7,12 @@ use futures::StreamExt;
 use snix_castore::Node;
 use tonic::transport::Channel;
 
-use super::PathInfoService;
+use super::{DeletedPathInfo, PathInfoService};
 use crate::errors::Error;
 use crate::pathinfo::PathInfo;
 use crate::proto::path_info_service_client::PathInfoServiceClient;
 use crate::proto::{self, get_path_info_request::ByWhat};
+use snix_castore::unix_ms;
 
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
@@ -74,5 +75,31 @@ impl PathInfoService for GrpcPathInfoService {
             }
         }
         .boxed()
+    }
+
+    async fn delete(&self, digest: [u8; 20]) -> Result<Option<PathInfo>, Error> {
+        let req = proto::DeletePathInfoRequest { by_output_hash: Bytes::copy_from_slice(&digest) };
+        let r = self.client.clone().delete(req).await?.into_inner();
+        r.deleted.map(received).transpose()
+    }
+
+    fn list_deleted(&self) -> BoxStream<'static, Result<DeletedPathInfo, Error>> {
+        let mut client = self.client.clone();
+        async_stream::try_stream! {
+            let mut s = client.list_deleted(proto::ListDeletedPathInfoRequest {}).await?.into_inner();
+            while let Some(d) = s.message().await? {
+                let info = d.path_info.ok_or_else(|| Error::InvalidReply("a tombstone without its path info".into()))?;
+                yield DeletedPathInfo { info: received(info)?, deleted: unix_ms::to_time(d.deleted_unix_ms) };
+            }
+        }
+        .boxed()
+    }
+
+    async fn purge_deleted(&self, digest: [u8; 20], deleted_before: std::time::SystemTime) -> Result<bool, Error> {
+        let req = proto::PurgeDeletedPathInfoRequest {
+            by_output_hash: Bytes::copy_from_slice(&digest),
+            deleted_before_unix_ms: unix_ms::from_time(deleted_before),
+        };
+        Ok(self.client.clone().purge_deleted(req).await?.into_inner().purged)
     }
 }

@@ -2,33 +2,61 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
+use super::{DeletedPathInfo, PathInfoService};
 use crate::errors::Error;
-
-use super::PathInfoService;
 use crate::pathinfo::PathInfo;
+
+#[derive(Default)]
+struct Maps {
+    infos: BTreeMap<[u8; 20], PathInfo>,
+    deleted: BTreeMap<[u8; 20], DeletedPathInfo>,
+}
 
 #[derive(Clone, Default)]
 pub struct MemoryPathInfoService {
-    infos: Arc<RwLock<BTreeMap<[u8; 20], PathInfo>>>,
+    maps: Arc<RwLock<Maps>>,
 }
 
 #[async_trait::async_trait]
 impl PathInfoService for MemoryPathInfoService {
     async fn get(&self, digest: [u8; 20]) -> Result<Option<PathInfo>, Error> {
-        Ok(self.infos.read().expect("poisoned").get(&digest).cloned())
+        Ok(self.maps.read().expect("poisoned").infos.get(&digest).cloned())
     }
 
     async fn put(&self, info: PathInfo) -> Result<PathInfo, Error> {
-        self.infos.write().expect("poisoned").insert(*info.store_path.digest(), info.clone());
+        let mut m = self.maps.write().expect("poisoned");
+        m.deleted.remove(info.store_path.digest());
+        m.infos.insert(*info.store_path.digest(), info.clone());
         Ok(info)
     }
 
     fn list(&self) -> BoxStream<'static, Result<PathInfo, Error>> {
-        let all: Vec<_> = self.infos.read().expect("poisoned").values().cloned().map(Ok).collect();
+        let all: Vec<_> = self.maps.read().expect("poisoned").infos.values().cloned().map(Ok).collect();
         futures::stream::iter(all).boxed()
+    }
+
+    async fn delete(&self, digest: [u8; 20]) -> Result<Option<PathInfo>, Error> {
+        let mut m = self.maps.write().expect("poisoned");
+        let Some(info) = m.infos.remove(&digest) else { return Ok(None) };
+        m.deleted.insert(digest, DeletedPathInfo { info: info.clone(), deleted: SystemTime::now() });
+        Ok(Some(info))
+    }
+
+    fn list_deleted(&self) -> BoxStream<'static, Result<DeletedPathInfo, Error>> {
+        let all: Vec<_> = self.maps.read().expect("poisoned").deleted.values().cloned().map(Ok).collect();
+        futures::stream::iter(all).boxed()
+    }
+
+    async fn purge_deleted(&self, digest: [u8; 20], deleted_before: SystemTime) -> Result<bool, Error> {
+        let mut m = self.maps.write().expect("poisoned");
+        match m.deleted.get(&digest) {
+            Some(d) if d.deleted < deleted_before => Ok(m.deleted.remove(&digest).is_some()),
+            _ => Ok(false),
+        }
     }
 }

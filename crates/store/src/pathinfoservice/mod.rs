@@ -2,6 +2,7 @@
 //! [`crate::composition`].
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use futures::stream::BoxStream;
 use nix_compat::store_path::StorePath;
@@ -29,6 +30,25 @@ pub trait PathInfoService: Send + Sync + 'static {
 
     /// Every path info.
     fn list(&self) -> BoxStream<'static, Result<PathInfo, Error>>;
+
+    /// Unregisters a path: it is not found any more, but a tombstone keeps
+    /// its content reachable for garbage collection (a reader that opened it
+    /// keeps reading) until [`purge_deleted`](Self::purge_deleted). Returns
+    /// what was unregistered. Registering the path again clears the tombstone.
+    async fn delete(&self, digest: [u8; 20]) -> Result<Option<PathInfo>, Error>;
+
+    /// Every tombstone.
+    fn list_deleted(&self) -> BoxStream<'static, Result<DeletedPathInfo, Error>>;
+
+    /// Forgets a tombstone if its path was deleted before `deleted_before`.
+    async fn purge_deleted(&self, digest: [u8; 20], deleted_before: SystemTime) -> Result<bool, Error>;
+}
+
+/// A deleted path's info, and when it was deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletedPathInfo {
+    pub info: PathInfo,
+    pub deleted: SystemTime,
 }
 
 /// The path info of `path`: looked up by digest, and only if the name matches
@@ -47,5 +67,14 @@ impl<T: PathInfoService + ?Sized> PathInfoService for Arc<T> {
     }
     fn list(&self) -> BoxStream<'static, Result<PathInfo, Error>> {
         (**self).list()
+    }
+    async fn delete(&self, digest: [u8; 20]) -> Result<Option<PathInfo>, Error> {
+        (**self).delete(digest).await
+    }
+    fn list_deleted(&self) -> BoxStream<'static, Result<DeletedPathInfo, Error>> {
+        (**self).list_deleted()
+    }
+    async fn purge_deleted(&self, digest: [u8; 20], deleted_before: SystemTime) -> Result<bool, Error> {
+        (**self).purge_deleted(digest, deleted_before).await
     }
 }

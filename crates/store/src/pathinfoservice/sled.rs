@@ -1,21 +1,28 @@
 //! `sled:///path` — path infos in an embedded sled database, keyed by the
-//! 20-byte store path digest, stored in their protobuf encoding.
+//! 20-byte store path digest, stored in their protobuf encoding. Tombstones
+//! of deleted paths are in the tree `deleted`: when (u64 milliseconds since
+//! the epoch, big-endian), then the protobuf; a delete moves an entry there
+//! in one transaction.
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use prost::Message;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use snix_castore::unix_ms;
 
+use super::{DeletedPathInfo, PathInfoService};
 use crate::errors::Error;
-
-use super::PathInfoService;
 use crate::pathinfo::PathInfo;
 use crate::proto;
 
 #[derive(Clone)]
 pub struct SledPathInfoService {
     db: ::sled::Db,
+    deleted: ::sled::Tree,
 }
 
 fn decode(key: &[u8], raw: &[u8]) -> Result<PathInfo, Error> {
@@ -28,13 +35,49 @@ fn decode(key: &[u8], raw: &[u8]) -> Result<PathInfo, Error> {
     Ok(info)
 }
 
+fn decode_tombstone(key: &[u8], raw: &[u8]) -> Result<DeletedPathInfo, Error> {
+    let corrupt = || Error::CorruptStored { key: nix_compat::nixbase32::encode(key), reason: "short tombstone".into() };
+    let (when, info) = raw.split_at_checked(8).ok_or_else(corrupt)?;
+    let when = u64::from_be_bytes(when.try_into().map_err(|_| corrupt())?);
+    Ok(DeletedPathInfo { info: decode(key, info)?, deleted: unix_ms::to_time(when) })
+}
+
+fn tx_error(e: TransactionError<Error>) -> Error {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => e.into(),
+    }
+}
+
+/// Sends the decoded entries of `tree` into a stream, from a blocking task.
+fn stream_tree<T: Send + 'static>(
+    tree: ::sled::Tree,
+    decode: fn(&[u8], &[u8]) -> Result<T, Error>,
+) -> BoxStream<'static, Result<T, Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::task::spawn_blocking(move || {
+        for kv in tree.iter() {
+            let r = kv.map_err(Error::from).and_then(|(k, v)| decode(&k, &v));
+            if tx.blocking_send(r).is_err() {
+                break;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+}
+
 impl SledPathInfoService {
     pub fn open(path: &Path) -> Result<Self, Error> {
-        Ok(SledPathInfoService { db: ::sled::open(path)? })
+        Self::from_db(::sled::open(path)?)
     }
 
     pub fn temporary() -> Result<Self, Error> {
-        Ok(SledPathInfoService { db: ::sled::Config::new().temporary(true).open()? })
+        Self::from_db(::sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: ::sled::Db) -> Result<Self, Error> {
+        let deleted = db.open_tree("deleted")?;
+        Ok(SledPathInfoService { db, deleted })
     }
 }
 
@@ -50,23 +93,61 @@ impl PathInfoService for SledPathInfoService {
     }
 
     async fn put(&self, info: PathInfo) -> Result<PathInfo, Error> {
-        self.db.insert(info.store_path.digest(), info.to_proto().encode_to_vec())?;
+        let key = *info.store_path.digest();
+        let raw = info.to_proto().encode_to_vec();
+        (&*self.db, &self.deleted)
+            .transaction(|(infos, deleted)| {
+                infos.insert(&key[..], &raw[..])?;
+                deleted.remove(&key[..])?;
+                Ok::<_, ConflictableTransactionError<Error>>(())
+            })
+            .map_err(tx_error)?;
         // durable before we say it is registered
         self.db.flush_async().await?;
         Ok(info)
     }
 
     fn list(&self) -> BoxStream<'static, Result<PathInfo, Error>> {
-        let db = self.db.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::task::spawn_blocking(move || {
-            for kv in db.iter() {
-                let r = kv.map_err(Error::from).and_then(|(k, v)| decode(&k, &v));
-                if tx.blocking_send(r).is_err() {
-                    break;
+        stream_tree((*self.db).clone(), decode)
+    }
+
+    async fn delete(&self, digest: [u8; 20]) -> Result<Option<PathInfo>, Error> {
+        let now = unix_ms::from_time(SystemTime::now()).to_be_bytes();
+        let removed = (&*self.db, &self.deleted)
+            .transaction(|(infos, deleted)| {
+                let Some(raw) = infos.remove(&digest[..])? else { return Ok(None) };
+                let mut tomb = now.to_vec();
+                tomb.extend_from_slice(&raw);
+                deleted.insert(&digest[..], tomb)?;
+                Ok::<_, ConflictableTransactionError<Error>>(Some(raw))
+            })
+            .map_err(tx_error)?;
+        let Some(raw) = removed else { return Ok(None) };
+        self.db.flush_async().await?;
+        decode(&digest, &raw).map(Some)
+    }
+
+    fn list_deleted(&self) -> BoxStream<'static, Result<DeletedPathInfo, Error>> {
+        stream_tree(self.deleted.clone(), decode_tombstone)
+    }
+
+    async fn purge_deleted(&self, digest: [u8; 20], deleted_before: SystemTime) -> Result<bool, Error> {
+        let before = unix_ms::from_time(deleted_before);
+        let purged = self
+            .deleted
+            .transaction(|deleted| {
+                let Some(raw) = deleted.get(digest)? else { return Ok(false) };
+                let when = raw.get(..8).and_then(|w| Some(u64::from_be_bytes(w.try_into().ok()?))).unwrap_or(0);
+                if when >= before {
+                    return Ok(false);
                 }
-            }
-        });
-        tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+                deleted.remove(&digest[..])?;
+                Ok::<_, ConflictableTransactionError<Error>>(true)
+            })
+            .map_err(tx_error)?;
+        if purged {
+            self.db.flush_async().await?;
+        }
+        Ok(purged)
     }
 }

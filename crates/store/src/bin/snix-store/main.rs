@@ -11,7 +11,7 @@ use snix_castore::grpc_server as castore_grpc;
 use snix_cli_common::{dirs, ListenAddr, Listener, SocketMode, StoreAddrs};
 use snix_store::composition::StoreServices;
 use snix_store::pathinfoservice::{self, PathInfoService};
-use snix_store::{copy, grpc_server, import, nar, proto, PathInfo};
+use snix_store::{copy, gc, grpc_server, import, nar, proto, PathInfo};
 
 mod progress;
 
@@ -72,6 +72,45 @@ enum Command {
     /// Write the NAR of a store path to stdout.
     Dump {
         path: String,
+        #[command(flatten)]
+        addrs: StoreAddrs,
+    },
+    /// Unregister store paths. A path another registered path refers to is
+    /// refused (the message names the referrer) unless --recursive deletes
+    /// the referrers too. The content is freed by a later `gc`, once the
+    /// grace period has passed (readers of the paths keep reading till then).
+    Delete {
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Also delete every path that refers to these, transitively.
+        #[arg(long)]
+        recursive: bool,
+        /// List what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        addrs: StoreAddrs,
+    },
+    /// Collect garbage: with --keep/--keep-file, delete every registered path
+    /// outside their closures; then remove the directories and blobs no
+    /// registered path reaches. Content written, and paths deleted, within
+    /// the grace period stay (an import running meanwhile loses nothing).
+    Gc {
+        /// Keep the closure of this path (repeatable).
+        #[arg(long = "keep", value_name = "PATH")]
+        keep: Vec<String>,
+        /// Keep the closures of the paths listed in this file, one per line.
+        #[arg(long, value_name = "FILE")]
+        keep_file: Option<PathBuf>,
+        /// Report what would be freed; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop once this many bytes are freed.
+        #[arg(long, value_name = "BYTES")]
+        max_freed: Option<u64>,
+        /// Keep content written, and paths deleted, within this long (e.g. 1h, 30m, 0s).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        grace: std::time::Duration,
         #[command(flatten)]
         addrs: StoreAddrs,
     },
@@ -230,8 +269,64 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             tokio::io::AsyncWriteExt::flush(&mut out).await?;
             Ok(())
         }
+        Command::Delete { paths, recursive, dry_run, addrs } => {
+            let s = client_services(&addrs)?;
+            let paths = paths.iter().map(|p| parse_store_path(p)).collect::<Result<Vec<_>, _>>()?;
+            let doomed = if dry_run {
+                gc::paths_to_delete(&*s.infos, &paths, recursive).await?
+            } else {
+                gc::delete_paths(&*s.infos, &paths, recursive).await?
+            };
+            for p in &doomed {
+                println!("{p}");
+            }
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            eprintln!("{verb} {} paths; `snix-store gc` frees their content after the grace period", doomed.len());
+            Ok(())
+        }
+        Command::Gc { keep, keep_file, dry_run, max_freed, grace, addrs } => {
+            let s = client_services(&addrs)?;
+            let mut keep: Vec<String> = keep;
+            if let Some(f) = keep_file {
+                let text = std::fs::read_to_string(&f).map_err(|e| format!("--keep-file {}: {e}", f.display()))?;
+                keep.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string));
+            }
+            let keep = keep.iter().map(|p| parse_store_path(p)).collect::<Result<Vec<_>, _>>()?;
+            let opts = gc::GcOptions { keep: (!keep.is_empty()).then_some(keep), grace, dry_run, max_freed };
+            let stats =
+                gc::collect_garbage(&*s.infos, &*s.blobs, &*s.dirs, &opts, |msg| tracing::info!("{msg}")).await?;
+            for p in &stats.paths {
+                println!("{p}");
+            }
+            eprintln!(
+                "{} {} paths, {} tombstones, {} directories, {} blobs, {} chunks: {} bytes ({:.1} MiB)",
+                if dry_run { "would free" } else { "freed" },
+                stats.paths.len(),
+                stats.tombstones,
+                stats.directories,
+                stats.blobs,
+                stats.chunks,
+                stats.bytes,
+                stats.bytes as f64 / (1024.0 * 1024.0)
+            );
+            Ok(())
+        }
         Command::Mount { args } => exec_mount(args),
     }
+}
+
+/// `90s`, `30m`, `1h`, `2d` or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 1h, 30m, 90s)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h or d)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 fn main() -> std::process::ExitCode {
