@@ -18,6 +18,7 @@ run target/release/examples/castore_bench /usr/share
 run target/release/examples/store_bench "" "$scratch"
 run target/release/examples/mount_bench "$scratch"
 run target/release/examples/daemon_bench "$scratch"
+run target/release/examples/gc_bench "$scratch"
 
 # each benchmark's rows: METRIC… OURS BASELINE RATIOx [goal text]
 awk '

@@ -206,7 +206,18 @@ async fn sled_keeps_path_infos_across_reopening() {
         svc.put(full.clone()).await.unwrap();
         svc.put(info(5)).await.unwrap();
     }
-    let svc = path_info_service(&addr).unwrap();
+    // sled lets go of its lock in a background thread after the drop
+    let t = std::time::Instant::now();
+    let svc = loop {
+        match path_info_service(&addr) {
+            Ok(s) => break s,
+            Err(e) if t.elapsed() < std::time::Duration::from_secs(10) => {
+                eprintln!("reopening: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
     assert_eq!(svc.get(*full.store_path.digest()).await.unwrap(), Some(full));
     assert_eq!(all(&*svc).await.len(), 2);
 }

@@ -87,19 +87,25 @@ fn imports_and_copies_during_collections_lose_nothing() {
     require_nix();
     let tmp = tempfile::tempdir().unwrap();
     let store = StoreDaemon::start(&tmp.path().join("state"));
-    // garbage older than the grace period: a tree, imported and deleted
+    // garbage older than the grace period: two trees, imported and deleted
     let old = tree(&tmp.path().join("old"), 40, 300_000, 1, &[]);
-    let old_path = import(&store, &old);
-    store.snix_store(&["delete", &old_path]);
-    std::thread::sleep(Duration::from_secs(3));
+    let old2 = tree(&tmp.path().join("old2"), 40, 300_000, 500, &[]);
+    for dir in [&old, &old2] {
+        let p = import(&store, dir);
+        store.snix_store(&["delete", &p]);
+    }
+    // (the grace period must outlast an import: content an import wrote
+    // longer ago than that, and has not registered yet, is fair game)
+    let grace = "8s";
+    std::thread::sleep(Duration::from_secs(9));
 
-    // the same content again, plus a large new file, imported while
-    // collections with a 2 s grace period run back to back: the import
-    // reuses chunks a collection is about to take
-    let big = pseudo_random(99, 150 * 1024 * 1024);
-    let again = tree(&tmp.path().join("again"), 40, 300_000, 1, &[("big", big.clone())]);
-    // and a `nix copy --to` of Nix's own copy of the old tree
-    let local = nix_stdout(&["nix-store", "--add", path_str(&old)]);
+    // each tree again, then a large new file (NAR order): an import of one
+    // and a `nix copy --to` of the other run while collections run back to
+    // back. Both reuse chunks older than the grace period that a collection
+    // is about to take, and keep them unregistered while they send the rest.
+    let again = tree(&tmp.path().join("again"), 40, 300_000, 1, &[("zz-big", pseudo_random(99, 60 << 20))]);
+    let copied_dir = tree(&tmp.path().join("copied"), 40, 300_000, 500, &[("zz-big", pseudo_random(98, 40 << 20))]);
+    let copied = nix_stdout(&["nix-store", "--add", path_str(&copied_dir)]);
     let daemon = NixDaemon::start(&store, &tmp.path().join("nd.sock"), &[]);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let collector = {
@@ -108,7 +114,7 @@ fn imports_and_copies_during_collections_lose_nothing() {
             let mut runs = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let out =
-                    Command::new(bin("snix-store")).args(["gc", "--grace", "2s"]).envs(env.clone()).output().unwrap();
+                    Command::new(bin("snix-store")).args(["gc", "--grace", grace]).envs(env.clone()).output().unwrap();
                 assert!(out.status.success(), "gc: {}", String::from_utf8_lossy(&out.stderr));
                 runs += 1;
             }
@@ -116,25 +122,21 @@ fn imports_and_copies_during_collections_lose_nothing() {
         })
     };
     let copy = {
-        let url = daemon.url(None);
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            nix(&["nix", "copy", "--no-check-sigs", "--to", &url, &local]);
-        })
+        let (url, copied) = (daemon.url(None), copied.clone());
+        std::thread::spawn(move || nix(&["nix", "copy", "--no-check-sigs", "--to", &url, &copied]))
     };
     let again_path = import(&store, &again);
     copy.join().unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let runs = collector.join().unwrap();
     assert!(runs >= 2, "only {runs} collections ran during the import");
-    let copied = nix_stdout(&["nix-store", "--add", path_str(&old)]);
-    assert_whole(&store, &[(again_path.clone(), again.clone()), (copied, old.clone())]);
+    let registered = [(again_path, again), (copied, copied_dir)];
+    assert_whole(&store, &registered);
 
-    // the old tombstone was purged, and what nothing needs is gone
+    // the old tombstones are purged, and what nothing needs goes
     let out = store.client(&bin("snix-store")).args(["gc", "--grace", "0s"]).output().unwrap();
     assert!(out.status.success());
-    assert_whole(&store, &[(again_path, again), (old_path, old)]);
-    drop(big);
+    assert_whole(&store, &registered);
 }
 
 #[test]

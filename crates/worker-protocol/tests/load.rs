@@ -23,6 +23,8 @@ use integration_tests::stack::{Mount, NixDaemon, StoreDaemon};
 
 const CLIENTS: usize = 64;
 const LOAD: Duration = Duration::from_secs(60);
+/// The whole test (set-up, both daemons' minutes, checks) within this.
+const BOUND: Duration = Duration::from_secs(600);
 const WORKER: &str = include_str!("load_worker.sh");
 
 /// A process's resident memory (KiB) and open file descriptors.
@@ -151,6 +153,12 @@ fn deadline() -> u64 {
 #[ignore = "needs nix, root and /dev/fuse"]
 fn sixty_four_clients_for_a_minute_get_every_answer_right() {
     require_nix();
+    // its own bound: a hang fails the test instead of stalling the suite
+    std::thread::spawn(|| {
+        std::thread::sleep(BOUND);
+        say(&format!("FAILED: the load test did not finish within {BOUND:?}"));
+        std::process::exit(101);
+    });
     let _ = std::fs::remove_file(Path::new(env!("CARGO_TARGET_TMPDIR")).join("load-report.txt"));
     say(&format!("{CLIENTS} clients (half Nix 2.8, half Nix 2.34) for {LOAD:?}, while the mount is walked"));
     let tmp = tempfile::tempdir().unwrap();

@@ -95,13 +95,24 @@ fn shard(dir: &Path, digest: &B3Digest, suffix: &str) -> PathBuf {
     dir.join(&hex[..2]).join(format!("{hex}{suffix}"))
 }
 
-/// Marks an existing file as written now; `false` if it is not there.
+/// Marks an existing file as written now; `false` if it is not there (any
+/// more), so the caller writes it.
+///
+/// Against a concurrent `delete` (which takes the file out of place, then
+/// reads its mtime): if the delete read the mtime before this refresh, it
+/// had already taken the file out, so the check that the file is still in
+/// place, made after the refresh, fails.
 fn touch(path: &Path) -> io::Result<bool> {
-    match File::open(path) {
-        Ok(f) => {
-            f.set_modified(SystemTime::now())?;
-            Ok(true)
-        }
+    use std::os::unix::fs::MetadataExt;
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    f.set_modified(SystemTime::now())?;
+    let opened = f.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(now) => Ok(now.ino() == opened.ino() && now.dev() == opened.dev()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }

@@ -22,7 +22,7 @@ pub mod grpc;
 mod memory;
 mod sled;
 
-pub use self::sled::SledDirectoryService;
+pub use self::sled::{flush_durably, SledDirectoryService};
 pub use combinator::CombinedDirectoryService;
 pub use grpc::GrpcDirectoryService;
 pub use memory::MemoryDirectoryService;

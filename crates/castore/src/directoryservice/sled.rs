@@ -1,9 +1,10 @@
 //! `sled:///path` — directories in an embedded sled database, keyed by digest,
 //! stored in their canonical encoding and checked against the key on read.
 //! A second tree, `written`, holds when each was last written (u64
-//! milliseconds since the epoch, big-endian); both change in one
-//! transaction. A directory without one (stored before there were any)
-//! counts as written at the epoch.
+//! milliseconds since the epoch, big-endian). A directory without one
+//! (stored before there were any) counts as written at the epoch. No sled
+//! transactions (with flushes running they deadlock): each tree's batch
+//! is atomic, and a delete must win a compare-and-swap on the time it read.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -11,8 +12,6 @@ use std::time::SystemTime;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use prost::Message;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 
 use super::{referred_outside, traverse, validate_batch, DirectoryService, StoredDirectory};
 use crate::digest::B3Digest;
@@ -26,11 +25,20 @@ pub struct SledDirectoryService {
     written: ::sled::Tree,
 }
 
-fn tx_error(e: TransactionError<Error>) -> Error {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => e.into(),
+/// Makes everything written to `db` so far durable. sled 0.34's
+/// `flush_async` can hang for ever when several are in flight at once
+/// (sled issues 1241, 1308), so this is its blocking `flush` on a blocking
+/// thread, which is safe to call concurrently.
+pub async fn flush_durably(db: &::sled::Db) -> ::sled::Result<()> {
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || db.flush()).await {
+        Ok(flushed) => flushed.map(|_| ()),
+        Err(e) => Err(::sled::Error::Io(std::io::Error::other(e))),
     }
+}
+
+fn written_at(raw: Option<sled::IVec>) -> u64 {
+    raw.and_then(|t| Some(u64::from_be_bytes(t[..].try_into().ok()?))).unwrap_or(0)
 }
 
 impl SledDirectoryService {
@@ -79,25 +87,20 @@ impl DirectoryService for SledDirectoryService {
         .await?;
         let root = checked.last().expect("non-empty").0;
         let now = unix_ms::from_time(SystemTime::now()).to_be_bytes();
-        let referred = referred_outside(&checked);
-        let encoded: Vec<(B3Digest, Vec<u8>)> =
-            checked.iter().map(|(d, dir)| (*d, dir.to_proto().encode_to_vec())).collect();
-        // one transaction, flushed before we answer: all or nothing, durable
-        (&*self.db, &self.written)
-            .transaction(|(dirs, written)| {
-                for (d, raw) in &encoded {
-                    dirs.insert(&d.as_bytes()[..], &raw[..])?;
-                    written.insert(&d.as_bytes()[..], &now[..])?;
-                }
-                for d in &referred {
-                    if dirs.get(d.as_bytes())?.is_some() {
-                        written.insert(&d.as_bytes()[..], &now[..])?;
-                    }
-                }
-                Ok::<_, ConflictableTransactionError<Error>>(())
-            })
-            .map_err(tx_error)?;
-        self.db.flush_async().await?;
+        let mut batch = ::sled::Batch::default();
+        let mut times = ::sled::Batch::default();
+        for (d, dir) in &checked {
+            batch.insert(&d.as_bytes()[..], dir.to_proto().encode_to_vec());
+            times.insert(&d.as_bytes()[..], &now[..]);
+        }
+        for d in referred_outside(&checked) {
+            times.insert(&d.as_bytes()[..], &now[..]);
+        }
+        // the times first: a collection that sees a directory sees it as new
+        self.written.apply_batch(times)?;
+        // one atomic batch, flushed before we answer: all or nothing, durable
+        self.db.apply_batch(batch)?;
+        flush_durably(&self.db).await?;
         Ok(root)
     }
 
@@ -108,8 +111,7 @@ impl DirectoryService for SledDirectoryService {
             for kv in this.db.iter() {
                 let r = kv.map_err(Error::from).and_then(|(k, _)| {
                     let digest = B3Digest::try_from(&k[..])?;
-                    let written = this.written.get(&k)?.and_then(|t| Some(u64::from_be_bytes(t[..].try_into().ok()?)));
-                    Ok(StoredDirectory { digest, written: unix_ms::to_time(written.unwrap_or(0)) })
+                    Ok(StoredDirectory { digest, written: unix_ms::to_time(written_at(this.written.get(&k)?)) })
                 });
                 if tx.blocking_send(r).is_err() {
                     break;
@@ -121,20 +123,29 @@ impl DirectoryService for SledDirectoryService {
 
     async fn delete(&self, digest: &B3Digest, unless_written_since: SystemTime) -> Result<bool, Error> {
         let since = unix_ms::from_time(unless_written_since);
+        let this = self.clone();
         let key = *digest.as_bytes();
-        let deleted = (&*self.db, &self.written)
-            .transaction(|(dirs, written)| {
-                let t = written.get(key)?.and_then(|t| Some(u64::from_be_bytes(t[..].try_into().ok()?))).unwrap_or(0);
-                if t >= since || dirs.get(key)?.is_none() {
-                    return Ok(false);
-                }
-                dirs.remove(&key[..])?;
-                written.remove(&key[..])?;
-                Ok::<_, ConflictableTransactionError<Error>>(true)
-            })
-            .map_err(tx_error)?;
+        let deleted = tokio::task::spawn_blocking(move || {
+            let seen = this.written.get(key)?;
+            if written_at(seen.clone()) >= since || !this.db.contains_key(key)? {
+                return Ok::<_, Error>(false);
+            }
+            // a put refreshing it since we looked wins
+            if this.written.compare_and_swap(key, seen, None::<&[u8]>)?.is_err() {
+                return Ok(false);
+            }
+            let Some(raw) = this.db.remove(key)? else { return Ok(false) };
+            // a put between the swap and the removal: keep its directory
+            if this.written.get(key)?.is_some() {
+                this.db.insert(key, raw)?;
+                return Ok(false);
+            }
+            Ok(true)
+        })
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))??;
         if deleted {
-            self.db.flush_async().await?;
+            flush_durably(&self.db).await?;
         }
         Ok(deleted)
     }

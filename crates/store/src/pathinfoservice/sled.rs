@@ -1,8 +1,10 @@
 //! `sled:///path` — path infos in an embedded sled database, keyed by the
 //! 20-byte store path digest, stored in their protobuf encoding. Tombstones
 //! of deleted paths are in the tree `deleted`: when (u64 milliseconds since
-//! the epoch, big-endian), then the protobuf; a delete moves an entry there
-//! in one transaction.
+//! the epoch, big-endian), then the protobuf. A delete writes the
+//! tombstone before it removes the entry (a crash between leaves both: the
+//! path stays registered), and no sled transactions are used (with
+//! concurrent flushes they deadlock).
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -10,8 +12,7 @@ use std::time::SystemTime;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use prost::Message;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
+use snix_castore::directoryservice::flush_durably;
 use snix_castore::unix_ms;
 
 use super::{DeletedPathInfo, PathInfoService};
@@ -40,13 +41,6 @@ fn decode_tombstone(key: &[u8], raw: &[u8]) -> Result<DeletedPathInfo, Error> {
     let (when, info) = raw.split_at_checked(8).ok_or_else(corrupt)?;
     let when = u64::from_be_bytes(when.try_into().map_err(|_| corrupt())?);
     Ok(DeletedPathInfo { info: decode(key, info)?, deleted: unix_ms::to_time(when) })
-}
-
-fn tx_error(e: TransactionError<Error>) -> Error {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => e.into(),
-    }
 }
 
 /// Sends the decoded entries of `tree` into a stream, from a blocking task.
@@ -94,16 +88,10 @@ impl PathInfoService for SledPathInfoService {
 
     async fn put(&self, info: PathInfo) -> Result<PathInfo, Error> {
         let key = *info.store_path.digest();
-        let raw = info.to_proto().encode_to_vec();
-        (&*self.db, &self.deleted)
-            .transaction(|(infos, deleted)| {
-                infos.insert(&key[..], &raw[..])?;
-                deleted.remove(&key[..])?;
-                Ok::<_, ConflictableTransactionError<Error>>(())
-            })
-            .map_err(tx_error)?;
+        self.db.insert(key, info.to_proto().encode_to_vec())?;
+        self.deleted.remove(key)?;
         // durable before we say it is registered
-        self.db.flush_async().await?;
+        flush_durably(&self.db).await?;
         Ok(info)
     }
 
@@ -112,18 +100,15 @@ impl PathInfoService for SledPathInfoService {
     }
 
     async fn delete(&self, digest: [u8; 20]) -> Result<Option<PathInfo>, Error> {
-        let now = unix_ms::from_time(SystemTime::now()).to_be_bytes();
-        let removed = (&*self.db, &self.deleted)
-            .transaction(|(infos, deleted)| {
-                let Some(raw) = infos.remove(&digest[..])? else { return Ok(None) };
-                let mut tomb = now.to_vec();
-                tomb.extend_from_slice(&raw);
-                deleted.insert(&digest[..], tomb)?;
-                Ok::<_, ConflictableTransactionError<Error>>(Some(raw))
-            })
-            .map_err(tx_error)?;
-        let Some(raw) = removed else { return Ok(None) };
-        self.db.flush_async().await?;
+        let Some(raw) = self.db.get(digest)? else { return Ok(None) };
+        let mut tomb = unix_ms::from_time(SystemTime::now()).to_be_bytes().to_vec();
+        tomb.extend_from_slice(&raw);
+        self.deleted.insert(digest, tomb)?;
+        // only what we read: a put since then wins
+        if self.db.compare_and_swap(digest, Some(&raw), None::<&[u8]>)?.is_err() {
+            return Ok(None);
+        }
+        flush_durably(&self.db).await?;
         decode(&digest, &raw).map(Some)
     }
 
@@ -132,22 +117,15 @@ impl PathInfoService for SledPathInfoService {
     }
 
     async fn purge_deleted(&self, digest: [u8; 20], deleted_before: SystemTime) -> Result<bool, Error> {
-        let before = unix_ms::from_time(deleted_before);
-        let purged = self
-            .deleted
-            .transaction(|deleted| {
-                let Some(raw) = deleted.get(digest)? else { return Ok(false) };
-                let when = raw.get(..8).and_then(|w| Some(u64::from_be_bytes(w.try_into().ok()?))).unwrap_or(0);
-                if when >= before {
-                    return Ok(false);
-                }
-                deleted.remove(&digest[..])?;
-                Ok::<_, ConflictableTransactionError<Error>>(true)
-            })
-            .map_err(tx_error)?;
-        if purged {
-            self.db.flush_async().await?;
+        let Some(raw) = self.deleted.get(digest)? else { return Ok(false) };
+        let when = raw.get(..8).and_then(|w| Some(u64::from_be_bytes(w.try_into().ok()?))).unwrap_or(0);
+        if when >= unix_ms::from_time(deleted_before) {
+            return Ok(false);
         }
-        Ok(purged)
+        if self.deleted.compare_and_swap(digest, Some(raw), None::<&[u8]>)?.is_err() {
+            return Ok(false);
+        }
+        flush_durably(&self.db).await?;
+        Ok(true)
     }
 }
