@@ -32,6 +32,25 @@ in
       default = 16;
       description = "FUSE worker threads.";
     };
+    cacheSize = mkOption {
+      type = types.nullOr (types.either types.ints.unsigned (types.strMatching "[0-9]+[KMGT]?"));
+      default = null;
+      example = "20G";
+      description = ''
+        Bound of the local content cache (/var/cache/snix-mount): whole
+        copies of files read, so later reads come from local disk. Bytes, or
+        with a K/M/G/T suffix; 0 turns the cache off. null: 10% of that file
+        system's free space at start-up.
+      '';
+    };
+    passthrough = mkOption {
+      type = types.enum [ "auto" "never" ];
+      default = "auto";
+      description = ''
+        Let the kernel read cached files itself (FUSE passthrough, Linux 6.9
+        or later). "never" serves every read from the snix-mount process.
+      '';
+    };
     extraArgs = opts.extraArgs "snix-mount";
   };
 
@@ -50,7 +69,13 @@ in
       serviceConfig = {
         Type = "notify";
         ExecStart = "${cfg.package}/bin/snix-mount ${cfg.mountPoint} --threads ${toString cfg.threads} "
-          + escapeShellArgs (optionals cfg.listRoot [ "--list-root" ] ++ optionals cfg.allowOther [ "--allow-other" ] ++ cfg.extraArgs);
+          + escapeShellArgs (optionals cfg.listRoot [ "--list-root" ] ++ optionals cfg.allowOther [ "--allow-other" ]
+            ++ [ "--passthrough" cfg.passthrough ]
+            ++ optionals (cfg.cacheSize != null) [ "--cache-size" (toString cfg.cacheSize) ]
+            ++ cfg.extraArgs);
+        # the content cache ($CACHE_DIRECTORY); only this unit reads it
+        CacheDirectory = "snix-mount";
+        CacheDirectoryMode = "0700";
         Restart = "on-failure";
         # mounting needs /dev/fuse and CAP_SYS_ADMIN; nothing else. No file
         # system namespacing (PrivateTmp, Protect{Home,System,KernelModules,

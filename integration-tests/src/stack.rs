@@ -237,9 +237,13 @@ impl Mount {
         std::fs::create_dir_all(dir).unwrap();
         let dir = dir.canonicalize().unwrap();
         let log = dir.with_extension("log");
+        // a content cache of its own, next to the mount point
+        let cache = dir.with_extension("cache");
+        let own_cache = args.iter().any(|a| a.starts_with("--cache-"));
         let mut child = daemon
             .client(&bin("snix-mount"))
             .arg(&dir)
+            .args(if own_cache { vec![] } else { vec![std::ffi::OsString::from("--cache-dir"), cache.into()] })
             .args(args)
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())

@@ -3,7 +3,8 @@
 //!
 //! `nix/eval-units.nix` evaluates `nixos-modules/` with Nix 2.8; each
 //! service is then started the way systemd would start it: the unit's
-//! environment only, `StateDirectory` made and passed in `STATE_DIRECTORY`,
+//! environment only, `StateDirectory`/`CacheDirectory` made and passed in
+//! `STATE_DIRECTORY`/`CACHE_DIRECTORY`,
 //! `preStart` first, the socket unit's listening socket made by us and
 //! passed as fd 3 (`LISTEN_FDS`/`LISTEN_PID`) — and kept open across
 //! restarts, as systemd does — `Type=notify` awaited as `READY=1` on a
@@ -135,10 +136,14 @@ impl Units {
         if let Some(obj) = unit["environment"].as_object() {
             env.extend(obj.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())));
         }
-        if let Some(dir) = config["StateDirectory"].as_str() {
-            let state = self.root.join("var/lib").join(dir);
-            std::fs::create_dir_all(&state).unwrap();
-            env.push(("STATE_DIRECTORY".into(), state.display().to_string()));
+        for (option, base, var) in
+            [("StateDirectory", "var/lib", "STATE_DIRECTORY"), ("CacheDirectory", "var/cache", "CACHE_DIRECTORY")]
+        {
+            if let Some(dir) = config[option].as_str() {
+                let made = self.root.join(base).join(dir);
+                std::fs::create_dir_all(&made).unwrap();
+                env.push((var.into(), made.display().to_string()));
+            }
         }
         let namespaced = NAMESPACING.iter().any(|o| !config[*o].is_null() && config[*o] != false);
         let logs = self.root.join("log");

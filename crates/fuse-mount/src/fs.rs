@@ -5,20 +5,26 @@
 //! on the tokio runtime with `block_on`, so `--threads` requests proceed at
 //! once. Content is immutable, so attributes, entries and page cache are
 //! kept by the kernel for a long time.
+//!
+//! With a content cache, a file whose whole copy is on local disk is read
+//! from that copy: by the kernel itself (FUSE passthrough), or by `pread`
+//! here. Other files are read from the castore while a copy is made in the
+//! background, for the next open.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::SeekFrom;
 use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyXattr, Request,
+    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use futures::TryStreamExt;
 use nix_compat::store_path::StorePath;
@@ -29,6 +35,7 @@ use snix_store::pathinfoservice::PathInfoService;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::runtime::Handle;
 
+use crate::cache::{CachedFile, ContentCache};
 use crate::inodes::{ino_for, Inode, InodeTable, ROOT};
 
 /// How long the kernel may keep entries and attributes: content never
@@ -53,6 +60,17 @@ pub const XATTR_DIGEST: &str = "user.snix.castore.digest";
 pub struct Options {
     pub list_root: bool,
     pub show_xattr: bool,
+    /// Whole copies of files on local disk (none: every read goes to the castore).
+    pub cache: Option<Arc<ContentCache>>,
+    /// Ask the kernel to read cached copies itself (FUSE passthrough).
+    pub passthrough: bool,
+}
+
+/// How the kernel reads an inode's open files: all through us, or all from
+/// one backing file. The kernel refuses to mix the two on one inode.
+enum IoMode {
+    Served(usize),
+    Passthrough(Arc<BackingId>, usize),
 }
 
 pub struct SnixFs {
@@ -65,16 +83,45 @@ pub struct SnixFs {
     directories: Mutex<lru::LruCache<B3Digest, Arc<Directory>>>,
     misses: Mutex<HashMap<Vec<u8>, Instant>>,
     next_fh: AtomicU64,
-    files: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<OpenFile>>>>,
+    files: Mutex<HashMap<u64, (u64, Arc<OpenFile>)>>,
+    io_modes: Mutex<HashMap<u64, IoMode>>,
+    /// Passthrough was asked for and the kernel agreed (set in `init`).
+    passthrough: bool,
     root_listings: Mutex<HashMap<u64, Arc<RootListing>>>,
 }
 
 /// A snapshot of the root, taken when it is opened: (name, node) pairs.
 type RootListing = Vec<(Vec<u8>, Node)>;
 
-struct OpenFile {
+struct RemoteFile {
     reader: Box<dyn BlobReader>,
     pos: u64,
+}
+
+enum OpenFile {
+    /// Read from the castore.
+    Remote(tokio::sync::Mutex<RemoteFile>),
+    /// Read from the cached copy with `pread`.
+    Local(CachedFile),
+    /// Read by the kernel from the cached copy (held open here so it is not
+    /// evicted while the kernel reads it).
+    Passthrough(CachedFile),
+}
+
+/// Reads up to `size` bytes at `offset` of a local file.
+fn pread(file: &std::fs::File, offset: u64, size: u32) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; size as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }
 
 /// Any failure to produce the bytes of an entry that exists — content
@@ -102,6 +149,8 @@ impl SnixFs {
             misses: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             files: Mutex::new(HashMap::new()),
+            io_modes: Mutex::new(HashMap::new()),
+            passthrough: false,
             root_listings: Mutex::new(HashMap::new()),
         }
     }
@@ -309,6 +358,52 @@ fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
     }
 }
 
+impl SnixFs {
+    /// Counts an open of `ino` that we serve, and keeps its file.
+    fn opened_served(&self, ino: u64, fh: u64, file: OpenFile) {
+        {
+            let mut modes = self.io_modes.lock().expect("io modes lock");
+            match modes.entry(ino).or_insert(IoMode::Served(0)) {
+                IoMode::Served(n) | IoMode::Passthrough(_, n) => *n += 1,
+            }
+        }
+        self.files.lock().expect("files lock").insert(fh, (ino, Arc::new(file)));
+    }
+
+    /// Opens `ino` from its cached copy: handed to the kernel when
+    /// passthrough is on and the inode is not open through us already.
+    fn open_cached(&self, ino: u64, fh: u64, copy: CachedFile, reply: ReplyOpen) {
+        if self.passthrough {
+            let mut modes = self.io_modes.lock().expect("io modes lock");
+            let backing = match modes.get_mut(&ino) {
+                Some(IoMode::Passthrough(id, n)) => {
+                    *n += 1;
+                    Some(id.clone())
+                }
+                Some(IoMode::Served(_)) => None,
+                None => match reply.open_backing(&copy.file) {
+                    Ok(id) => {
+                        let id = Arc::new(id);
+                        modes.insert(ino, IoMode::Passthrough(id.clone(), 1));
+                        Some(id)
+                    }
+                    Err(e) => {
+                        tracing::warn!(ino, error = %e, "the kernel refused the cached copy as a backing file; serving it");
+                        None
+                    }
+                },
+            };
+            drop(modes);
+            if let Some(id) = backing {
+                self.files.lock().expect("files lock").insert(fh, (ino, Arc::new(OpenFile::Passthrough(copy))));
+                return reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id);
+            }
+        }
+        self.opened_served(ino, fh, OpenFile::Local(copy));
+        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+    }
+}
+
 impl Filesystem for SnixFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
@@ -319,6 +414,21 @@ impl Filesystem for SnixFs {
         // let the kernel read ahead as far as it will, and keep many reads in flight
         let _ = config.set_max_readahead(u32::MAX).or_else(|max| config.set_max_readahead(max));
         let _ = config.set_max_background(64);
+        if self.opts.passthrough && self.opts.cache.is_some() {
+            let offered = config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH);
+            // depth 1: backing files on a plain file system, and this mount
+            // itself usable as an overlayfs lower layer (overlay on us on
+            // ext4 is depth 2, the kernel's maximum)
+            if offered
+                && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(1).is_ok()
+            {
+                self.passthrough = true;
+                tracing::info!("passthrough on: the kernel reads cached files itself");
+            } else {
+                tracing::info!("passthrough off: this kernel does not offer it (Linux 6.9 or later does)");
+            }
+        }
         Ok(())
     }
 
@@ -363,14 +473,23 @@ impl Filesystem for SnixFs {
         if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
-        let digest = match self.inodes.get(ino.0) {
-            Some((Inode::Node(Node::File { digest, .. }), _)) => digest,
+        let (digest, size) = match self.inodes.get(ino.0) {
+            Some((Inode::Node(Node::File { digest, size, .. }), _)) => (digest, size),
             Some((Inode::Node(Node::Directory { .. }), _)) | Some((Inode::Root, _)) => {
                 return reply.error(Errno::EISDIR)
             }
             Some(_) => return reply.error(Errno::EINVAL),
             None => return reply.error(Errno::ESTALE),
         };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        if let Some(cache) = &self.opts.cache {
+            if let Some(copy) = cache.get(&digest, size) {
+                return self.open_cached(ino.0, fh, copy, reply);
+            }
+            if size > 0 {
+                self.rt.spawn(cache.clone().fill(self.blobs.clone(), digest, size));
+            }
+        }
         let reader = match self.rt.block_on(self.blobs.open_read(&digest)) {
             Ok(Some(r)) => r,
             Ok(None) => {
@@ -382,11 +501,7 @@ impl Filesystem for SnixFs {
                 return reply.error(errno_of(&e));
             }
         };
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.files
-            .lock()
-            .expect("files lock")
-            .insert(fh, Arc::new(tokio::sync::Mutex::new(OpenFile { reader, pos: 0 })));
+        self.opened_served(ino.0, fh, OpenFile::Remote(tokio::sync::Mutex::new(RemoteFile { reader, pos: 0 })));
         reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
     }
 
@@ -401,11 +516,23 @@ impl Filesystem for SnixFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let Some(file) = self.files.lock().expect("files lock").get(&fh.0).cloned() else {
+        let Some((_, file)) = self.files.lock().expect("files lock").get(&fh.0).cloned() else {
             return reply.error(Errno::EBADF);
         };
+        let remote = match &*file {
+            OpenFile::Remote(remote) => remote,
+            OpenFile::Local(copy) | OpenFile::Passthrough(copy) => {
+                return match pread(&copy.file, offset, size) {
+                    Ok(data) => reply.data(&data),
+                    Err(e) => {
+                        tracing::error!(ino = ino.0, error = %e, "reading the cached copy failed");
+                        reply.error(errno_of(&e))
+                    }
+                };
+            }
+        };
         let res: std::io::Result<Vec<u8>> = self.rt.block_on(async {
-            let mut f = file.lock().await;
+            let mut f = remote.lock().await;
             if f.pos != offset {
                 f.reader.seek(SeekFrom::Start(offset)).await?;
                 f.pos = offset;
@@ -437,13 +564,29 @@ impl Filesystem for SnixFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.files.lock().expect("files lock").remove(&fh.0);
+        let released = self.files.lock().expect("files lock").remove(&fh.0);
+        if let Some((ino, _)) = released {
+            let mut modes = self.io_modes.lock().expect("io modes lock");
+            let last = match modes.get_mut(&ino) {
+                Some(IoMode::Served(n)) | Some(IoMode::Passthrough(_, n)) => {
+                    *n -= 1;
+                    *n == 0
+                }
+                None => false,
+            };
+            if last {
+                // the last one: its backing id (if any) is closed with it
+                modes.remove(&ino);
+            }
+        }
         reply.ok();
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         if ino.0 != ROOT {
-            return reply.opened(FileHandle(0), FopenFlags::empty());
+            // a store path's directories never change: the kernel keeps
+            // their listings, so a second walk never reaches us
+            return reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE);
         }
         if !self.opts.list_root {
             tracing::info!("refusing to list the mount's root: start snix-mount with --list-root to allow it");

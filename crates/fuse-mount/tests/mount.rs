@@ -322,3 +322,185 @@ fn sigterm_ends_the_process_while_another_namespace_holds_a_copy() {
     assert!(took < std::time::Duration::from_secs(10), "SIGTERM took {took:?}");
     assert!(!is_mounted(&canon));
 }
+
+/// Bytes the process `pid` has read with read(2)/pread(2) so far.
+fn bytes_read_by(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines().find_map(|l| l.strip_prefix("rchar: ")).unwrap().trim().parse().unwrap()
+}
+
+fn drop_caches() {
+    let _ = Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+}
+
+/// Waits (at most 60 s) until the cache holds a copy of `content`, and
+/// returns that copy's path.
+fn cached_copy(cache: &Path, content: &[u8]) -> PathBuf {
+    let copy = cache.join(snix_castore::B3Digest::of(content).to_hex());
+    let t = Instant::now();
+    while std::fs::metadata(&copy).map(|m| m.len()).ok() != Some(content.len() as u64) {
+        assert!(t.elapsed() < Duration::from_secs(60), "no cached copy at {}", copy.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    copy
+}
+
+/// Reads `file` cold through the mount; returns (its bytes, how many bytes
+/// the mount's process read meanwhile).
+fn cold_read(mount: &Mount, file: &Path) -> (Vec<u8>, u64) {
+    drop_caches();
+    let before = bytes_read_by(mount.pid());
+    let data = std::fs::read(file).unwrap();
+    (data, bytes_read_by(mount.pid()) - before)
+}
+
+fn log_of(mount: &Mount) -> String {
+    std::fs::read_to_string(&mount.log).unwrap()
+}
+
+#[test]
+#[ignore = "needs root and /dev/fuse"]
+fn cached_copies_are_read_by_the_kernel_and_equal_the_originals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let paths = import_corpus(&daemon);
+    let cache = tmp.path().join("cache");
+    let cache_arg = path_str(&cache).to_string();
+    let mount = Mount::start(&daemon, &tmp.path().join("mnt"), &["--cache-dir", &cache_arg]);
+    assert!(log_of(&mount).contains("passthrough on"), "{}", log_of(&mount));
+    let big_name = basename(corpus_path(&paths, "big-file"));
+    let big = mount.dir.join(big_name);
+    let want = std::fs::read(corpus::entry("big-file")).unwrap();
+    // the first read comes from the castore, and leaves a copy behind
+    let (first, _) = cold_read(&mount, &big);
+    assert!(first == want, "first read of big-file differs");
+    let copy = cached_copy(&cache, &want);
+    assert!(std::fs::read(&copy).unwrap() == want, "the cached copy differs");
+    // the next open is handed to the kernel: the bytes do not pass through us
+    let (second, through_us) = cold_read(&mount, &big);
+    assert!(second == want, "passthrough read of big-file differs");
+    assert!(through_us < want.len() as u64 / 10, "{through_us} bytes went through snix-mount");
+    // every file of every path: once to fill the cache, once from it
+    for round in 0..2 {
+        for p in &paths {
+            let orig = corpus::entry(basename(p).split_once('-').unwrap().1);
+            let mounted = mount.dir.join(basename(p));
+            let out = Command::new("diff").args(["-r", "--no-dereference"]).arg(orig).arg(mounted).output().unwrap();
+            assert!(out.status.success(), "round {round}, diff -r {p}: {}", String::from_utf8_lossy(&out.stdout));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        drop_caches();
+    }
+    // and as an overlayfs lower layer over passthrough (stack depth 2)
+    let (upper, work, merged) = (tmp.path().join("upper"), tmp.path().join("work"), tmp.path().join("merged"));
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let opts = format!("lowerdir={},upperdir={},workdir={}", mount.dir.display(), upper.display(), work.display());
+    let st = Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(&merged).status().unwrap();
+    assert!(st.success(), "mount -t overlay over the passthrough mount failed");
+    drop_caches();
+    let through_overlay = std::fs::read(merged.join(big_name));
+    let _ = Command::new("umount").arg(&merged).status();
+    assert!(through_overlay.unwrap() == want, "big-file through the overlay differs");
+    assert!(!log_of(&mount).contains("refused the cached copy"), "{}", log_of(&mount));
+}
+
+#[test]
+#[ignore = "needs root and /dev/fuse"]
+fn a_corrupted_copy_is_fetched_again_and_a_restart_keeps_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let src = tmp.path().join("two");
+    std::fs::create_dir(&src).unwrap();
+    let (a, b) = (corpus::pseudo_random(7, 3 << 20), corpus::pseudo_random(8, 5 << 20));
+    std::fs::write(src.join("a"), &a).unwrap();
+    std::fs::write(src.join("b"), &b).unwrap();
+    let path = daemon.snix_store(&["import", path_str(&src)]).trim().to_string();
+    let cache = tmp.path().join("cache");
+    let cache_arg = path_str(&cache).to_string();
+    let mnt = tmp.path().join("mnt");
+    let mount = Mount::start(&daemon, &mnt, &["--cache-dir", &cache_arg]);
+    let (fa, fb) = (mount.dir.join(basename(&path)).join("a"), mount.dir.join(basename(&path)).join("b"));
+    assert!(std::fs::read(&fa).unwrap() == a && std::fs::read(&fb).unwrap() == b);
+    let (copy_a, copy_b) = (cached_copy(&cache, &a), cached_copy(&cache, &b));
+    let ino_b = std::fs::metadata(&copy_b).unwrap().ino();
+    assert!(mount.stop().success());
+
+    // a byte of a's copy flipped, same size: never served, fetched again
+    let mut bad = std::fs::read(&copy_a).unwrap();
+    bad[1 << 20] ^= 0xff;
+    std::fs::write(&copy_a, &bad).unwrap();
+    let mount = Mount::start(&daemon, &mnt, &["--cache-dir", &cache_arg]);
+    let (read_a, _) = cold_read(&mount, &fa);
+    assert!(read_a == a, "a corrupted cached copy was served");
+    assert!(log_of(&mount).contains("does not hash to its name"), "{}", log_of(&mount));
+    cached_copy(&cache, &a);
+    let t = Instant::now();
+    while std::fs::read(&copy_a).unwrap() != a {
+        assert!(t.elapsed() < Duration::from_secs(60), "a's copy was not fetched again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // b's copy survived the restart: checked once (hashed here), then the
+    // kernel's to read
+    assert!(std::fs::read(&fb).unwrap() == b);
+    assert_eq!(std::fs::metadata(&copy_b).unwrap().ino(), ino_b, "b's copy was made again");
+    let (read_b, through_us) = cold_read(&mount, &fb);
+    assert!(read_b == b);
+    assert!(through_us < b.len() as u64 / 10, "{through_us} bytes of b went through snix-mount after the restart");
+}
+
+#[test]
+#[ignore = "needs root and /dev/fuse"]
+fn the_cache_stays_within_its_bound_and_pread_serves_without_passthrough() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let src = tmp.path().join("many");
+    std::fs::create_dir(&src).unwrap();
+    let files: Vec<Vec<u8>> = (0..12).map(|i| corpus::pseudo_random(100 + i, 1 << 20)).collect();
+    for (i, f) in files.iter().enumerate() {
+        std::fs::write(src.join(format!("f{i:02}")), f).unwrap();
+    }
+    let path = daemon.snix_store(&["import", path_str(&src)]).trim().to_string();
+    let cache = tmp.path().join("cache");
+    let cache_arg = path_str(&cache).to_string();
+    // 4 MiB for 12 MiB read 3 times; and pread instead of passthrough
+    let args = ["--cache-dir", &cache_arg, "--cache-size", "4M", "--passthrough", "never"];
+    let mount = Mount::start(&daemon, &tmp.path().join("mnt"), &args);
+    assert!(log_of(&mount).contains("passthrough off: --passthrough never"), "{}", log_of(&mount));
+    let used = || -> u64 {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .filter_map(|e| e.unwrap().metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    };
+    for round in 0..3 {
+        for (i, want) in files.iter().enumerate() {
+            let f = mount.dir.join(basename(&path)).join(format!("f{i:02}"));
+            let (got, _) = cold_read(&mount, &f);
+            assert!(got == *want, "round {round}: f{i:02} differs");
+            assert!(used() <= 4 << 20, "round {round}: the cache holds {} bytes", used());
+        }
+    }
+    // reads of a cached copy are its preads here (passthrough off)
+    let f = |i: usize| mount.dir.join(basename(&path)).join(format!("f{i:02}"));
+    cached_copy(&cache, &files[11]);
+    let (got, through_us) = cold_read(&mount, &f(11));
+    assert!(got == files[11]);
+    assert!(through_us >= files[11].len() as u64, "pread of the copy: only {through_us} bytes read");
+    // a copy held open stays while the others come and go
+    let (got, _) = cold_read(&mount, &f(0));
+    assert!(got == files[0]);
+    let copy0 = cached_copy(&cache, &files[0]);
+    let held = std::fs::File::open(f(0)).unwrap();
+    for (i, want) in files.iter().enumerate().skip(1) {
+        assert!(std::fs::read(f(i)).unwrap() == *want);
+        cached_copy(&cache, want);
+        assert!(copy0.exists(), "the open file's copy was evicted (after f{i:02})");
+        assert!(used() <= 4 << 20, "the cache holds {} bytes", used());
+    }
+    drop(held);
+}

@@ -41,6 +41,20 @@ fn du(dir: &Path) -> u64 {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().parse().unwrap()
 }
 
+fn files_under(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                files_under(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
 fn drop_caches() {
     let _ = Command::new("sync").status();
     let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
@@ -80,6 +94,7 @@ async fn main() {
 
     let blobs = tmp.path().join("a/blobs");
     let before = du(&blobs);
+    let files_before = files_under(&blobs);
     drop_caches();
     let t = Instant::now();
     let entries_before = du(&blobs);
@@ -110,11 +125,13 @@ async fn main() {
         after as f64 / only_last as f64
     );
     println!(
-        "{:<44} {:>9.3}s {:>9.3}s {:>7.2}x   (store before: {:.0} MiB)",
+        "{:<44} {:>9.3}s {:>9.3}s {:>7.2}x   (store before: {:.0} MiB in {} files, {} paths)",
         "gc time vs du of the blob directory (cold)",
         gc_time.as_secs_f64(),
         du_time.as_secs_f64(),
         gc_time.as_secs_f64() / du_time.as_secs_f64(),
-        before as f64 / 1048576.0
+        before as f64 / 1048576.0,
+        files_before,
+        VERSIONS
     );
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use snix_cli_common::StoreAddrs;
+use snix_fuse_mount::cache::ContentCache;
 use snix_fuse_mount::fs::{Options, SnixFs};
 use snix_store::composition::StoreServices;
 
@@ -44,8 +45,100 @@ struct Cli {
     #[arg(long, overrides_with = "show_xattr")]
     no_show_xattr: bool,
 
+    /// Where whole copies of files read are kept, so later reads come from
+    /// local disk (default: $CACHE_DIRECTORY, as systemd's CacheDirectory=
+    /// sets it, else /var/cache/snix-mount). Copies survive restarts.
+    #[arg(long, env = "SNIX_MOUNT_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// The cache's bound, in bytes (suffixes K, M, G, T: powers of 1024);
+    /// least recently used copies go first. 0 turns the cache off. Default:
+    /// 10% of the free space of the cache's file system at start-up.
+    #[arg(long, env = "SNIX_MOUNT_CACHE_SIZE", value_parser = parse_size)]
+    cache_size: Option<u64>,
+
+    /// Let the kernel read cached copies itself (FUSE passthrough): `auto`
+    /// uses it where the kernel (Linux 6.9 or later) and privileges
+    /// (CAP_SYS_ADMIN) allow, `never` serves every read from this process.
+    #[arg(long, env = "SNIX_MOUNT_PASSTHROUGH", value_enum, default_value_t = Passthrough::Auto)]
+    passthrough: Passthrough,
+
     #[command(flatten)]
     addrs: StoreAddrs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Passthrough {
+    Auto,
+    Never,
+}
+
+/// `1234`, `512K`, `10G`: bytes, suffixes in powers of 1024.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{s:?}: unknown size suffix {c:?} (K, M, G or T)")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size in bytes (e.g. 10G)"))?;
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Free bytes of the file system holding `dir`.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a statvfs to fill
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Whether this process has CAP_SYS_ADMIN (FUSE backing files need it).
+fn has_cap_sys_admin() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|st| {
+            let hex = st.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim().to_string();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+/// The content cache the flags ask for (None: turned off).
+fn open_cache(cli: &Cli) -> Result<Option<std::sync::Arc<ContentCache>>, MountError> {
+    let dir = cli.cache_dir.clone().unwrap_or_else(|| {
+        // systemd may list several, separated by ':'; ours is the first
+        std::env::var("CACHE_DIRECTORY")
+            .ok()
+            .and_then(|d| d.split(':').next().filter(|d| !d.is_empty()).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/cache/snix-mount"))
+    });
+    if cli.cache_size == Some(0) {
+        tracing::info!("content cache off (--cache-size 0): every read goes to the castore");
+        return Ok(None);
+    }
+    let shown = dir.display().to_string();
+    std::fs::create_dir_all(&dir).map_err(|e| MountError::Cache(shown.clone(), e))?;
+    let size = match cli.cache_size {
+        Some(n) => n,
+        None => free_bytes(&dir).map_err(|e| MountError::Cache(shown.clone(), e))? / 10,
+    };
+    let cache = ContentCache::open(&dir, size).map_err(|e| MountError::Cache(shown.clone(), e))?;
+    tracing::info!(dir = %shown, bound = size, used = cache.used_bytes(), "content cache");
+    Ok(Some(cache))
 }
 
 fn default_threads() -> usize {
@@ -62,6 +155,8 @@ enum MountError {
     MountPoint(String, String),
     #[error("cannot reach the store daemon: {0}")]
     Daemon(snix_store::Error),
+    #[error("content cache {0}: {1}")]
+    Cache(String, std::io::Error),
     #[error("mounting at {0}: {1}")]
     Mount(String, std::io::Error),
 }
@@ -84,12 +179,29 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     // fail now, not on the first lookup, if the daemon is not there
     s.infos.get([0; 20]).await.map_err(MountError::Daemon)?;
 
+    let cache = open_cache(&cli)?;
+    let passthrough = match cli.passthrough {
+        Passthrough::Never => {
+            tracing::info!("passthrough off: --passthrough never");
+            false
+        }
+        Passthrough::Auto if cache.is_none() => {
+            tracing::info!("passthrough off: there is no content cache to pass through to");
+            false
+        }
+        Passthrough::Auto if !has_cap_sys_admin() => {
+            tracing::info!("passthrough off: it needs CAP_SYS_ADMIN; cached files are read with pread");
+            false
+        }
+        // the kernel has its say in init
+        Passthrough::Auto => true,
+    };
     let fs = SnixFs::new(
         tokio::runtime::Handle::current(),
         s.blobs,
         s.dirs,
         s.infos,
-        Options { list_root: cli.list_root, show_xattr: cli.show_xattr && !cli.no_show_xattr },
+        Options { list_root: cli.list_root, show_xattr: cli.show_xattr && !cli.no_show_xattr, cache, passthrough },
     );
     let mut config = fuser::Config::default();
     config.mount_options = vec![
