@@ -70,7 +70,9 @@ in
         Type = "notify";
         ExecStart = "${cfg.package}/bin/snix-mount ${cfg.mountPoint} --threads ${toString cfg.threads} "
           + escapeShellArgs (optionals cfg.listRoot [ "--list-root" ] ++ optionals cfg.allowOther [ "--allow-other" ]
-            ++ [ "--passthrough" cfg.passthrough ]
+            # (the default, auto, is not spelled out: a previous release
+            # without the flag runs this unit too, in a rolling downgrade)
+            ++ optionals (cfg.passthrough != "auto") [ "--passthrough" cfg.passthrough ]
             ++ optionals (cfg.cacheSize != null) [ "--cache-size" (toString cfg.cacheSize) ]
             ++ cfg.extraArgs);
         # the content cache ($CACHE_DIRECTORY); only this unit reads it

@@ -71,6 +71,11 @@ trap 'rm -f "$log"' EXIT
 status=0
 rm -f target/tmp/load-report.txt target/tmp/clients-report.txt
 cargo test --workspace --locked --no-fail-fast -- --include-ignored </dev/null 2>&1 | tee "$log" || status=$?
+# the mount's tests once more with every cached read served by snix-mount
+# itself (pread), as on a kernel or in a unit without passthrough
+echo "test.sh: snix-mount's tests with SNIX_MOUNT_PASSTHROUGH=never"
+SNIX_MOUNT_PASSTHROUGH=never cargo test -p snix-fuse-mount --locked --test mount -- --include-ignored </dev/null 2>&1 \
+    | tee -a "$log" || status=$?
 # what the client and load tests saw (a passing test's output is not shown)
 for report in clients load; do
     if [ -f "target/tmp/$report-report.txt" ]; then

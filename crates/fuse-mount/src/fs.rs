@@ -87,6 +87,9 @@ pub struct SnixFs {
     io_modes: Mutex<HashMap<u64, IoMode>>,
     /// Passthrough was asked for and the kernel agreed (set in `init`).
     passthrough: bool,
+    /// The kernel refused a backing file (e.g. the cache is on a stacked
+    /// file system): cached copies are read with pread from then on.
+    backing_refused: std::sync::atomic::AtomicBool,
     root_listings: Mutex<HashMap<u64, Arc<RootListing>>>,
 }
 
@@ -151,6 +154,7 @@ impl SnixFs {
             files: Mutex::new(HashMap::new()),
             io_modes: Mutex::new(HashMap::new()),
             passthrough: false,
+            backing_refused: std::sync::atomic::AtomicBool::new(false),
             root_listings: Mutex::new(HashMap::new()),
         }
     }
@@ -373,7 +377,7 @@ impl SnixFs {
     /// Opens `ino` from its cached copy: handed to the kernel when
     /// passthrough is on and the inode is not open through us already.
     fn open_cached(&self, ino: u64, fh: u64, copy: CachedFile, reply: ReplyOpen) {
-        if self.passthrough {
+        if self.passthrough && !self.backing_refused.load(Ordering::Relaxed) {
             let mut modes = self.io_modes.lock().expect("io modes lock");
             let backing = match modes.get_mut(&ino) {
                 Some(IoMode::Passthrough(id, n)) => {
@@ -388,7 +392,9 @@ impl SnixFs {
                         Some(id)
                     }
                     Err(e) => {
-                        tracing::warn!(ino, error = %e, "the kernel refused the cached copy as a backing file; serving it");
+                        if !self.backing_refused.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(error = %e, "passthrough off: the kernel refused a cached copy as a backing file (is the cache on a stacked file system?); cached copies are read with pread");
+                        }
                         None
                     }
                 },
