@@ -297,7 +297,9 @@ fn sigterm_unmounts_and_a_stale_mount_is_reported() {
     assert!(err.contains("stale FUSE mount") && err.contains("umount -l"), "{err}");
     // after clearing it, mounting works again
     let again = Mount::start(&daemon, &dir, &[]);
-    assert!(again.stop().success());
+    let log = again.log.clone();
+    let status = again.stop();
+    assert!(status.success(), "{status}: {}", std::fs::read_to_string(log).unwrap());
 }
 
 /// A copy of the mount in another, private mount namespace (what a

@@ -193,6 +193,8 @@ fn check_mountpoint(path: &Path) -> Result<(), MountError> {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    // before mounting: a SIGTERM right after the mount appears unmounts it
+    let shutdown = snix_cli_common::process::shutdown_signal();
     check_mountpoint(&cli.mountpoint)?;
     let a = cli.addrs.or_store_daemon();
     let s = StoreServices::from_addrs(&a.blob, &a.directory, &a.path_info)?;
@@ -255,7 +257,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     snix_cli_common::process::notify_ready();
 
     tokio::select! {
-        _ = snix_cli_common::process::shutdown_signal() => {
+        _ = shutdown => {
             tracing::info!(mountpoint = %shown, "unmounting");
             if let Err(e) = unmounter.unmount() {
                 tracing::error!(error = %e, "unmount failed");
