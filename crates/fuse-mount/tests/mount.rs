@@ -241,6 +241,29 @@ fn a_missing_blob_fails_that_file_only_and_xattrs_show_digests() {
     assert_eq!(std::fs::read(seven).unwrap(), b"1234567");
 }
 
+/// An overlayfs over `lower`, its upper, work and merged directories in
+/// `base`; unmounted when dropped.
+struct Overlay(PathBuf);
+
+impl Overlay {
+    fn mount(lower: &Path, base: &Path) -> Overlay {
+        let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
+        for d in [&upper, &work, &merged] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+        let st = Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(&merged).status().unwrap();
+        assert!(st.success(), "mount -t overlay over {} failed", lower.display());
+        Overlay(merged)
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 #[test]
 #[ignore = "needs root and /dev/fuse"]
 fn works_as_an_overlayfs_lower_layer() {
@@ -248,20 +271,8 @@ fn works_as_an_overlayfs_lower_layer() {
     let daemon = StoreDaemon::start(&tmp.path().join("state"));
     let paths = import_corpus(&daemon);
     let mount = Mount::start(&daemon, &tmp.path().join("lower"), &[]);
-    let (upper, work, merged) = (tmp.path().join("upper"), tmp.path().join("work"), tmp.path().join("merged"));
-    for d in [&upper, &work, &merged] {
-        std::fs::create_dir(d).unwrap();
-    }
-    let opts = format!("lowerdir={},upperdir={},workdir={}", mount.dir.display(), upper.display(), work.display());
-    let st = Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(&merged).status().unwrap();
-    assert!(st.success(), "mount -t overlay failed");
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(merged.clone());
+    let (upper, merged) = (tmp.path().join("upper"), tmp.path().join("merged"));
+    let _guard = Overlay::mount(&mount.dir, tmp.path());
 
     let mixed = basename(corpus_path(&paths, "mixed-tree"));
     let orig = corpus::entry("mixed-tree");
@@ -395,16 +406,10 @@ fn cached_copies_are_read_by_the_kernel_and_equal_the_originals() {
         drop_caches();
     }
     // and as an overlayfs lower layer over passthrough (stack depth 2)
-    let (upper, work, merged) = (tmp.path().join("upper"), tmp.path().join("work"), tmp.path().join("merged"));
-    for d in [&upper, &work, &merged] {
-        std::fs::create_dir(d).unwrap();
-    }
-    let opts = format!("lowerdir={},upperdir={},workdir={}", mount.dir.display(), upper.display(), work.display());
-    let st = Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(&merged).status().unwrap();
-    assert!(st.success(), "mount -t overlay over the passthrough mount failed");
+    let overlay = Overlay::mount(&mount.dir, tmp.path());
     drop_caches();
-    let through_overlay = std::fs::read(merged.join(big_name));
-    let _ = Command::new("umount").arg(&merged).status();
+    let through_overlay = std::fs::read(overlay.0.join(big_name));
+    drop(overlay);
     assert!(through_overlay.unwrap() == want, "big-file through the overlay differs");
     assert!(!log_of(&mount).contains("refused a cached copy"), "{}", log_of(&mount));
 }
