@@ -117,6 +117,10 @@ impl GrpcDaemon {
         self.child = Self::spawn(self.program, &self.state, &self.socket, &self.env);
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn addr(&self) -> String {
         format!("grpc+unix://{}", self.socket.display())
     }

@@ -17,7 +17,8 @@ pub fn blob_service(addr: &str) -> Result<Arc<dyn BlobService>, Error> {
     Ok(match url.scheme() {
         "memory" => Arc::new(MemoryBlobService::default()),
         "objectstore+file" => Arc::new(ObjectStoreFileBlobService::open(&absolute_path(&url)?)?),
-        "grpc+unix" | "grpc+http" => Arc::new(GrpcBlobService::from_channel(channel_from_url(&url)?)),
+        "grpc+unix" => Arc::new(GrpcBlobService::from_channel(channel_from_url(&url)?, false)),
+        "grpc+http" => Arc::new(GrpcBlobService::from_channel(channel_from_url(&url)?, true)),
         other => {
             return Err(Error::InvalidRequest(format!(
                 "unsupported blob service address {addr:?} (scheme {other}); use memory://, objectstore+file:///path, grpc+unix:///path or grpc+http://host:port"

@@ -7,10 +7,15 @@
 //! found at start-up (a previous run's) are hashed again on their first use
 //! and dropped if wrong, never served. The cache never holds more than its
 //! bound: the least recently used copies that no one has open go first.
+//!
+//! While a copy is being made, the file's first readers read the part
+//! written so far from the unfinished copy ([`Filling`]): the blob is fetched
+//! once, not once for the reader and once for the cache.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -28,14 +33,106 @@ struct Entry {
 
 struct State {
     lru: lru::LruCache<B3Digest, Entry>,
+    /// Bytes held, and reserved by copies being made.
     total: u64,
     open: HashMap<B3Digest, usize>,
-    filling: HashSet<B3Digest>,
+    filling: HashMap<B3Digest, Arc<Filling>>,
 }
 
 impl Default for State {
     fn default() -> Self {
-        State { lru: lru::LruCache::unbounded(), total: 0, open: HashMap::new(), filling: HashSet::new() }
+        State { lru: lru::LruCache::unbounded(), total: 0, open: HashMap::new(), filling: HashMap::new() }
+    }
+}
+
+/// How far a copy being made has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FillProgress {
+    /// The first `n` bytes are written (each from a verified chunk).
+    Written(u64),
+    /// Complete, checked and in place.
+    Done,
+    /// Given up: read elsewhere.
+    Failed,
+}
+
+/// A copy being made: readers may read what is written so far.
+pub struct Filling {
+    /// The unfinished copy (the same open file the filler writes).
+    pub file: File,
+    pub size: u64,
+    progress: tokio::sync::watch::Sender<FillProgress>,
+    /// Reads fetched from the castore beside the copy (far from it) in
+    /// flight, and when the last one ended: the copy waits for them.
+    foreground: Mutex<(usize, Option<std::time::Instant>)>,
+}
+
+/// A read beside the copy being made, in flight (see [`Filling::foreground`]).
+pub struct ForegroundRead<'a>(&'a Filling);
+
+impl Drop for ForegroundRead<'_> {
+    fn drop(&mut self) {
+        let mut f = self.0.foreground.lock().unwrap_or_else(|p| p.into_inner());
+        f.0 -= 1;
+        f.1 = Some(std::time::Instant::now());
+    }
+}
+
+/// How long the copy stays paused after a read beside it: an application
+/// reading here and there issues one read after another.
+const FOREGROUND_QUIET: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl Filling {
+    /// Marks a read fetched from the castore beside the copy: the copy
+    /// pauses while it lasts (and briefly after), so it gets the daemon.
+    pub fn foreground_read(&self) -> ForegroundRead<'_> {
+        self.foreground.lock().unwrap_or_else(|p| p.into_inner()).0 += 1;
+        ForegroundRead(self)
+    }
+
+    async fn yield_to_foreground(&self) {
+        loop {
+            let wait = {
+                let f = self.foreground.lock().unwrap_or_else(|p| p.into_inner());
+                match *f {
+                    (0, None) => return,
+                    (0, Some(t)) if t.elapsed() >= FOREGROUND_QUIET => return,
+                    (0, Some(t)) => FOREGROUND_QUIET - t.elapsed(),
+                    _ => FOREGROUND_QUIET,
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    pub fn progress(&self) -> FillProgress {
+        *self.progress.borrow()
+    }
+
+    /// Waits until the first `end` bytes are written: true, or false if the
+    /// fill failed (read them elsewhere).
+    pub async fn wait_for(&self, end: u64) -> bool {
+        let mut rx = self.progress.subscribe();
+        let r = rx
+            .wait_for(|p| match *p {
+                FillProgress::Written(n) => n >= end,
+                FillProgress::Done | FillProgress::Failed => true,
+            })
+            .await;
+        matches!(r.as_deref(), Ok(FillProgress::Written(_)) | Ok(FillProgress::Done))
+    }
+}
+
+/// Keeps a digest's copy from eviction while it lives (held by each open
+/// file reading it, made or being made).
+pub struct Pin {
+    digest: B3Digest,
+    cache: Arc<ContentCache>,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        self.cache.closed(&self.digest);
     }
 }
 
@@ -48,14 +145,7 @@ pub struct ContentCache {
 /// A cached copy held open: while it lives, eviction leaves the copy alone.
 pub struct CachedFile {
     pub file: File,
-    digest: B3Digest,
-    cache: Arc<ContentCache>,
-}
-
-impl Drop for CachedFile {
-    fn drop(&mut self) {
-        self.cache.closed(&self.digest);
-    }
+    _pin: Pin,
 }
 
 fn hash_file(file: &mut File) -> io::Result<(B3Digest, u64)> {
@@ -131,10 +221,11 @@ impl ContentCache {
             verified
         };
         // from here the copy is ours: counted open, eviction leaves it
+        let pin = Pin { digest: *digest, cache: self.clone() };
         let mut file = match File::open(self.path(digest)) {
-            Ok(file) => CachedFile { file, digest: *digest, cache: self.clone() },
+            Ok(file) => CachedFile { file, _pin: pin },
             Err(e) => {
-                self.closed(digest);
+                drop(pin);
                 self.drop_copy(digest, &format!("it cannot be opened: {e}"));
                 return None;
             }
@@ -206,55 +297,108 @@ impl ContentCache {
         s.total + incoming <= self.max_bytes
     }
 
-    /// Copies blob `digest` (of `size` bytes) from `blobs` into the cache,
-    /// unless it is there, being copied, or larger than the bound. Errors
-    /// are logged: the cache is an optimisation, reads go on without it.
-    pub async fn fill(self: Arc<Self>, blobs: Arc<dyn BlobService>, digest: B3Digest, size: u64) {
-        {
-            let mut s = self.state();
-            if size > self.max_bytes || s.lru.contains(&digest) || !s.filling.insert(digest) {
-                return;
-            }
-        }
-        let r = self.copy_in(&*blobs, &digest, size).await;
-        self.state().filling.remove(&digest);
-        if let Err(e) = r {
-            tracing::warn!(%digest, error = %e, "caching a blob failed");
-        }
+    /// Keeps `digest`'s copy (made or to be made) from eviction.
+    pub fn pin(self: &Arc<Self>, digest: &B3Digest) -> Pin {
+        *self.state().open.entry(*digest).or_default() += 1;
+        Pin { digest: *digest, cache: self.clone() }
     }
 
-    async fn copy_in(&self, blobs: &dyn BlobService, digest: &B3Digest, size: u64) -> io::Result<()> {
+    /// The copy of blob `digest` (of `size` bytes) being made, started now
+    /// (in the background, on `rt`) unless it already is.
+    /// None if the copy is there already (use [`get`](Self::get)), cannot
+    /// fit the bound, or cannot be started (logged: the cache is an
+    /// optimisation, reads go on without it).
+    pub fn fill(
+        self: &Arc<Self>,
+        rt: &tokio::runtime::Handle,
+        blobs: Arc<dyn BlobService>,
+        digest: B3Digest,
+        size: u64,
+    ) -> Option<Arc<Filling>> {
+        let mut s = self.state();
+        if let Some(f) = s.filling.get(&digest) {
+            return Some(f.clone());
+        }
+        if s.lru.contains(&digest) || size > self.max_bytes {
+            return None;
+        }
+        let tmp = match tempfile::NamedTempFile::new_in(self.dir.join("tmp")) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "caching a blob failed");
+                return None;
+            }
+        };
+        let file = match tmp.as_file().try_clone() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "caching a blob failed");
+                return None;
+            }
+        };
+        // room is made before the copy is: the bound holds while it grows
+        if !self.evict_for(&mut s, size) {
+            return None; // everything is open: no room now
+        }
+        s.total += size;
+        let (progress, _) = tokio::sync::watch::channel(FillProgress::Written(0));
+        let filling = Arc::new(Filling { file, size, progress, foreground: Mutex::new((0, None)) });
+        s.filling.insert(digest, filling.clone());
+        drop(s);
+        let (cache, f) = (self.clone(), filling.clone());
+        rt.spawn(async move {
+            let r = cache.copy_in(&*blobs, &digest, &f, tmp).await;
+            let mut s = cache.state();
+            s.filling.remove(&digest);
+            match r {
+                Ok(()) => {
+                    s.lru.put(digest, Entry { size, verified: true });
+                    f.progress.send_replace(FillProgress::Done);
+                }
+                Err(e) => {
+                    s.total -= size;
+                    f.progress.send_replace(FillProgress::Failed);
+                    tracing::warn!(%digest, error = %e, "caching a blob failed");
+                }
+            }
+        });
+        Some(filling)
+    }
+
+    async fn copy_in(
+        &self,
+        blobs: &dyn BlobService,
+        digest: &B3Digest,
+        filling: &Filling,
+        tmp: tempfile::NamedTempFile,
+    ) -> io::Result<()> {
+        let size = filling.size;
         let mut reader = blobs.open_read(digest).await?.ok_or_else(|| io::Error::other("the blob is missing"))?;
-        let tmp = tempfile::NamedTempFile::new_in(self.dir.join("tmp"))?;
-        let mut out = io::BufWriter::with_capacity(1 << 20, tmp);
         let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = Vec::with_capacity(1 << 20);
         let mut len = 0u64;
         loop {
-            let n = reader.read(&mut buf).await?;
-            if n == 0 {
+            filling.yield_to_foreground().await;
+            buf.clear();
+            // up to 1 MiB at a time, written as it comes: readers wait for it
+            let mut limited = (&mut reader).take(1 << 20);
+            while limited.read_buf(&mut buf).await? != 0 {}
+            if buf.is_empty() {
                 break;
             }
-            hasher.update(&buf[..n]);
-            len += n as u64;
+            len += buf.len() as u64;
             if len > size {
                 return Err(io::Error::other("the blob is longer than its entry says"));
             }
+            hasher.update(&buf);
             // a local write of at most 1 MiB: brief enough for a runtime thread
-            out.write_all(&buf[..n])?;
+            tmp.as_file().write_all_at(&buf, len - buf.len() as u64)?;
+            filling.progress.send_replace(FillProgress::Written(len));
         }
         if B3Digest::from(hasher.finalize()) != *digest || len != size {
             return Err(io::Error::other("the blob's content does not match its digest and size"));
         }
-        let tmp = out.into_inner().map_err(|e| e.into_error())?;
-        // room, the rename and the count at once: the bound holds
-        let mut s = self.state();
-        if !self.evict_for(&mut s, size) {
-            return Ok(()); // everything is open: no room now
-        }
         tmp.persist(self.path(digest)).map_err(|e| e.error)?;
-        s.total += size;
-        s.lru.put(*digest, Entry { size, verified: true });
         Ok(())
     }
 }

@@ -35,7 +35,7 @@ use snix_store::pathinfoservice::PathInfoService;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::runtime::Handle;
 
-use crate::cache::{CachedFile, ContentCache};
+use crate::cache::{CachedFile, ContentCache, FillProgress, Filling, Pin};
 use crate::inodes::{ino_for, Inode, InodeTable, ROOT};
 
 /// How long the kernel may keep entries and attributes: content never
@@ -52,6 +52,10 @@ pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 const NEGATIVE_CACHE_MAX: usize = 65_536;
 /// Directories kept in memory.
 const DIRECTORY_CACHE: usize = 50_000;
+/// A read this far past what a copy being made has written waits for it
+/// (the copy is fetched in order, with readahead); one further off is
+/// fetched on its own, so a random read does not wait for all before it.
+const FILL_WAIT_WINDOW: u64 = 8 << 20;
 /// Nix's fixed store mtime.
 const MTIME: Duration = Duration::from_secs(1);
 /// The extended attribute exposing castore digests (`--show-xattr`).
@@ -104,11 +108,33 @@ struct RemoteFile {
 enum OpenFile {
     /// Read from the castore.
     Remote(tokio::sync::Mutex<RemoteFile>),
+    /// Read from the copy being made where it has got to, else from the
+    /// castore (opened on first need).
+    Filling { filling: Arc<Filling>, _pin: Pin, remote: tokio::sync::Mutex<Option<RemoteFile>>, digest: B3Digest },
     /// Read from the cached copy with `pread`.
     Local(CachedFile),
     /// Read by the kernel from the cached copy (held open here so it is not
     /// evicted while the kernel reads it).
     Passthrough(CachedFile),
+}
+
+impl RemoteFile {
+    async fn read_at(&mut self, offset: u64, size: u32) -> std::io::Result<Vec<u8>> {
+        if self.pos != offset {
+            self.reader.seek(SeekFrom::Start(offset)).await?;
+            self.pos = offset;
+        }
+        // fill spare capacity directly (no zeroing of the buffer first)
+        let mut buf = Vec::with_capacity(size as usize);
+        let mut limited = (&mut self.reader).take(size as u64);
+        while limited.read_buf(&mut buf).await? != 0 {}
+        self.pos += buf.len() as u64;
+        Ok(buf)
+    }
+}
+
+async fn read_remote(remote: &tokio::sync::Mutex<RemoteFile>, offset: u64, size: u32) -> std::io::Result<Vec<u8>> {
+    remote.lock().await.read_at(offset, size).await
 }
 
 /// Reads up to `size` bytes at `offset` of a local file.
@@ -493,7 +519,12 @@ impl Filesystem for SnixFs {
                 return self.open_cached(ino.0, fh, copy, reply);
             }
             if size > 0 {
-                self.rt.spawn(cache.clone().fill(self.blobs.clone(), digest, size));
+                let pin = cache.pin(&digest);
+                if let Some(filling) = cache.fill(&self.rt, self.blobs.clone(), digest, size) {
+                    let file = OpenFile::Filling { filling, _pin: pin, remote: Default::default(), digest };
+                    self.opened_served(ino.0, fh, file);
+                    return reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+                }
             }
         }
         let reader = match self.rt.block_on(self.blobs.open_read(&digest)) {
@@ -525,32 +556,37 @@ impl Filesystem for SnixFs {
         let Some((_, file)) = self.files.lock().expect("files lock").get(&fh.0).cloned() else {
             return reply.error(Errno::EBADF);
         };
-        let remote = match &*file {
-            OpenFile::Remote(remote) => remote,
-            OpenFile::Local(copy) | OpenFile::Passthrough(copy) => {
-                return match pread(&copy.file, offset, size) {
-                    Ok(data) => reply.data(&data),
-                    Err(e) => {
-                        tracing::error!(ino = ino.0, error = %e, "reading the cached copy failed");
-                        reply.error(errno_of(&e))
+        let res = match &*file {
+            OpenFile::Remote(remote) => self.rt.block_on(read_remote(remote, offset, size)),
+            OpenFile::Local(copy) | OpenFile::Passthrough(copy) => pread(&copy.file, offset, size),
+            OpenFile::Filling { filling, remote, digest, .. } => {
+                let end = (offset + size as u64).min(filling.size);
+                let from_copy = match filling.progress() {
+                    FillProgress::Done => true,
+                    FillProgress::Written(n) if n >= end => true,
+                    FillProgress::Written(n) if offset < n + FILL_WAIT_WINDOW => {
+                        self.rt.block_on(filling.wait_for(end))
                     }
+                    _ => false,
                 };
+                if from_copy {
+                    pread(&filling.file, offset, size)
+                } else {
+                    let _foreground = filling.foreground_read();
+                    self.rt.block_on(async {
+                        let mut remote = remote.lock().await;
+                        if remote.is_none() {
+                            let reader = self.blobs.open_read(digest).await?.ok_or_else(|| {
+                                std::io::Error::new(std::io::ErrorKind::NotFound, "blob is missing from the castore")
+                            })?;
+                            *remote = Some(RemoteFile { reader, pos: 0 });
+                        }
+                        let remote = remote.as_mut().expect("opened");
+                        remote.read_at(offset, size).await
+                    })
+                }
             }
         };
-        let res: std::io::Result<Vec<u8>> = self.rt.block_on(async {
-            let mut f = remote.lock().await;
-            if f.pos != offset {
-                f.reader.seek(SeekFrom::Start(offset)).await?;
-                f.pos = offset;
-            }
-            // fill spare capacity directly (no zeroing of the buffer first)
-            let mut buf = Vec::with_capacity(size as usize);
-            let mut limited = (&mut f.reader).take(size as u64);
-            while limited.read_buf(&mut buf).await? != 0 {}
-            let filled = buf.len();
-            f.pos += filled as u64;
-            Ok(buf)
-        });
         match res {
             Ok(data) => reply.data(&data),
             Err(e) => {

@@ -337,9 +337,17 @@ fn sigterm_ends_the_process_while_another_namespace_holds_a_copy() {
 }
 
 /// Bytes the process `pid` has read with read(2)/pread(2) so far.
-fn bytes_read_by(pid: u32) -> u64 {
+fn io_counter(pid: u32, name: &str) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
-    io.lines().find_map(|l| l.strip_prefix("rchar: ")).unwrap().trim().parse().unwrap()
+    io.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim().parse().unwrap()
+}
+
+fn bytes_read_by(pid: u32) -> u64 {
+    io_counter(pid, "rchar: ")
+}
+
+fn bytes_written_by(pid: u32) -> u64 {
+    io_counter(pid, "wchar: ")
 }
 
 fn drop_caches() {
@@ -385,10 +393,14 @@ fn cached_copies_are_read_by_the_kernel_and_equal_the_originals() {
     let big_name = basename(corpus_path(&paths, "big-file"));
     let big = mount.dir.join(big_name);
     let want = std::fs::read(corpus::entry("big-file")).unwrap();
-    // the first read comes from the castore, and leaves a copy behind
+    // the first read comes from the castore, and leaves a copy behind; the
+    // reader reads the copy as it is made, so the blob is sent only once
+    let sent_before = bytes_written_by(daemon.pid());
     let (first, _) = cold_read(&mount, &big);
     assert!(first == want, "first read of big-file differs");
     let copy = cached_copy(&cache, &want);
+    let sent = bytes_written_by(daemon.pid()) - sent_before;
+    assert!(sent < want.len() as u64 * 5 / 4, "the daemon sent {sent} bytes for a first read of {}", want.len());
     assert!(std::fs::read(&copy).unwrap() == want, "the cached copy differs");
     // the next open is handed to the kernel: the bytes do not pass through us
     let (second, through_us) = cold_read(&mount, &big);
@@ -510,4 +522,38 @@ fn the_cache_stays_within_its_bound_and_pread_serves_without_passthrough() {
         assert!(used() <= 4 << 20, "the cache holds {} bytes", used());
     }
     drop(held);
+}
+
+#[test]
+#[ignore = "needs root and /dev/fuse"]
+fn reads_while_a_copy_is_made_are_right_near_and_far_from_it() {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let want = corpus::pseudo_random(7, 64 << 20);
+    let src = tmp.path().join("one");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("file"), &want).unwrap();
+    let path = daemon.snix_store(&["import", path_str(&src)]).trim().to_string();
+    let cache = tmp.path().join("cache");
+    let cache_arg = path_str(&cache).to_string();
+    let mount = Mount::start(&daemon, &tmp.path().join("mnt"), &["--cache-dir", &cache_arg]);
+    let file = mount.dir.join(basename(&path)).join("file");
+    drop_caches();
+    // from the end backwards: far past the copy's progress (fetched on their
+    // own), then nearer to it, then what it has written
+    let f = std::fs::File::open(&file).unwrap();
+    let mut buf = vec![0u8; 4096];
+    for i in (0..64u64).rev() {
+        let off = i * (1 << 20) + 12345;
+        f.read_exact_at(&mut buf, off).unwrap();
+        assert!(buf[..] == want[off as usize..off as usize + 4096], "4 KiB at {off} differ");
+    }
+    // a second reader of the same file, from the start, while the first is open
+    let second = std::fs::read(&file).unwrap();
+    assert!(second == want, "a sequential read while the copy is made differs");
+    drop(f);
+    let copy = cached_copy(&cache, &want);
+    assert!(std::fs::read(copy).unwrap() == want, "the cached copy differs");
+    assert!(!log_of(&mount).contains("caching a blob failed"), "{}", log_of(&mount));
 }

@@ -1,8 +1,10 @@
 //! A seekable reader over a blob stored as chunks: fetches the chunk under the
 //! read position, keeps the last few (readers such as the kernel's readahead
 //! may go slightly back), and on sequential access reads the next few ahead.
-//! A read that jumps elsewhere fetches only its own chunk (no readahead is
-//! wasted on random access).
+//! A read that jumps elsewhere fetches only the chunks it touches (no
+//! readahead is wasted on random access): readahead starts once two chunk
+//! boundaries in a row were crossed by reading on, or at once for a reader
+//! that starts at the beginning.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, SeekFrom};
@@ -38,6 +40,10 @@ pub struct ChunkedReader {
     /// a seek moved the position since the last read: the next read is not
     /// sequential, so it gets no readahead
     jumped: bool,
+    /// The chunk read last, and how many chunks in a row were entered by
+    /// reading on from the one before.
+    current: Option<usize>,
+    streak: usize,
     readahead: usize,
     fetch: ChunkFetcher,
 }
@@ -60,6 +66,8 @@ impl ChunkedReader {
             recent: VecDeque::new(),
             inflight: BTreeMap::new(),
             jumped: false,
+            current: None,
+            streak: 0,
             readahead,
             fetch,
         }
@@ -146,7 +154,16 @@ impl AsyncRead for ChunkedReader {
             return Poll::Ready(Ok(()));
         }
         let idx = self.chunk_at(self.pos);
-        let sequential = !std::mem::take(&mut self.jumped);
+        let read_on = !std::mem::take(&mut self.jumped);
+        if self.current != Some(idx) {
+            self.streak = match self.current {
+                None if read_on && idx == 0 => 2,
+                Some(c) if read_on && c + 1 == idx => self.streak + 1,
+                _ => 0,
+            };
+            self.current = Some(idx);
+        }
+        let sequential = read_on && self.streak >= 2;
         if self.serve(idx, buf) {
             if sequential {
                 // keep the window ahead full
@@ -159,7 +176,7 @@ impl AsyncRead for ChunkedReader {
         let data = match handle.poll_unpin(cx) {
             Poll::Pending => {
                 // polled again later: still the same read
-                self.jumped = !sequential;
+                self.jumped = !read_on;
                 return Poll::Pending;
             }
             Poll::Ready(Err(e)) => Err(io::Error::other(format!("chunk fetch task failed: {e}"))),

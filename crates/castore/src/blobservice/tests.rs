@@ -88,3 +88,22 @@ async fn going_slightly_back_does_not_refetch() {
     r.read_exact(&mut small).await.unwrap();
     assert_eq!(counter.load(Ordering::SeqCst), before, "recent chunks are kept");
 }
+
+#[tokio::test]
+async fn a_random_read_across_a_boundary_fetches_two_chunks_and_reading_on_reads_ahead() {
+    let f = fixture(50, 1000);
+    let mut r = ChunkedReader::new(f.chunks.clone(), f.fetcher.clone(), 8);
+    // 4 KiB-like read straddling chunks 20 and 21, in one read call
+    let mut buf = [0u8; 300];
+    r.seek(SeekFrom::Start(20_850)).await.unwrap();
+    r.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf[..], &f.data[20_850..21_150]);
+    tokio::task::yield_now().await;
+    assert_eq!(f.fetched.lock().unwrap().len(), 2, "only the two chunks the read touched");
+    // reading on from there: after another boundary, the window ahead fills
+    let mut more = vec![0u8; 1000];
+    r.read_exact(&mut more).await.unwrap();
+    assert_eq!(&more[..], &f.data[21_150..22_150]);
+    tokio::task::yield_now().await;
+    assert!(f.fetched.lock().unwrap().len() > 3, "no readahead once reading on");
+}

@@ -287,5 +287,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> std::process::ExitCode {
+    // One malloc arena: each of the many FUSE and runtime threads would
+    // otherwise get its own, each keeping the 1 MiB read buffers it freed
+    // (76 MB resident after a walk and a 1 GiB read, 42 MB with one arena).
+    // SAFETY: mallopt only sets a tunable; called before any other thread exists.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     snix_cli_common::run_main("snix-mount", run(Cli::parse()))
 }
