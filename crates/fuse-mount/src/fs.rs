@@ -336,7 +336,11 @@ impl SnixFs {
         let children: Vec<(Vec<u8>, Node)> = match inode {
             Inode::Root => {
                 let listing = self.root_listings.lock().expect("listing lock").get(&fh).cloned();
-                let Some(listing) = listing else { return Err(Errno::EPERM) };
+                let Some(listing) = listing else {
+                    // without --list-root there is no opendir (see `opendir`)
+                    tracing::info!("refusing to list the mount's root: start snix-mount with --list-root to allow it");
+                    return Err(Errno::EPERM);
+                };
                 listing.iter().skip(offset.saturating_sub(2) as usize).cloned().collect()
             }
             Inode::Node(Node::Directory { digest, .. }) => {
@@ -625,14 +629,18 @@ impl Filesystem for SnixFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if !self.opts.list_root {
+            // Only a listing of the root needs an open (its snapshot). The
+            // kernel stops sending opendir for good after ENOSYS, and then
+            // keeps every directory's listing itself: a second walk costs
+            // no round trip at all (not even the opendir/releasedir pair).
+            // The root's readdir is then refused with EPERM.
+            return reply.error(Errno::ENOSYS);
+        }
         if ino.0 != ROOT {
             // a store path's directories never change: the kernel keeps
             // their listings, so a second walk never reaches us
             return reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE);
-        }
-        if !self.opts.list_root {
-            tracing::info!("refusing to list the mount's root: start snix-mount with --list-root to allow it");
-            return reply.error(Errno::EPERM);
         }
         // a snapshot per open: offsets stay valid while paths are added
         let listing: Result<Vec<(Vec<u8>, Node)>, _> = self.rt.block_on(async {

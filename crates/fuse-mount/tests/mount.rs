@@ -83,6 +83,22 @@ fn mounted_paths_equal_the_originals() {
         assert_eq!(tree(Path::new(p)), tree(&mounted), "metadata of {p}");
         assert_eq!(sha256_of_dump(Path::new(p)), sha256_of_dump(&mounted), "nix-store --dump of {p}");
     }
+    // a second walk is answered by the kernel alone: no request reaches
+    // the mount (a request is a read of /dev/fuse, counted in rchar)
+    let walk = || {
+        let out = Command::new("find").args(paths.iter().map(|p| mount.dir.join(basename(p)))).arg("-ls").output();
+        assert!(out.unwrap().status.success());
+    };
+    walk();
+    let before = bytes_read_by(mount.pid());
+    walk();
+    let dirs: usize = paths.iter().map(|p| count_dirs(Path::new(p))).sum();
+    let read = bytes_read_by(mount.pid()) - before;
+    // an opendir/releasedir pair per directory would be >= 96 bytes each
+    assert!(
+        dirs >= 10 && read < 96 * dirs as u64 / 2,
+        "a warm walk of {dirs} directories read {read} bytes of requests"
+    );
     // uid/gid 0, Nix's mtime, st_blocks from the size
     let big = mount.dir.join(basename(corpus_path(&paths, "big-file")));
     let m = std::fs::metadata(&big).unwrap();
@@ -108,7 +124,8 @@ fn root_lookups_and_listing() {
     let paths = import_corpus(&daemon);
 
     let plain = Mount::start(&daemon, &tmp.path().join("plain"), &[]);
-    let e = std::fs::read_dir(&plain.dir).unwrap_err();
+    // refused at open or (no opendir without --list-root) at the first read
+    let e = std::fs::read_dir(&plain.dir).and_then(|mut rd| rd.next().transpose()).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
     assert!(std::fs::read_to_string(&plain.log).unwrap().contains("--list-root"), "the refusal is logged with the fix");
     // unknown, invalid, and a right hash with the wrong name
@@ -337,6 +354,14 @@ fn sigterm_ends_the_process_while_another_namespace_holds_a_copy() {
 }
 
 /// Bytes the process `pid` has read with read(2)/pread(2) so far.
+fn count_dirs(p: &Path) -> usize {
+    let m = std::fs::symlink_metadata(p).unwrap();
+    if !m.is_dir() {
+        return 0;
+    }
+    1 + std::fs::read_dir(p).unwrap().map(|e| count_dirs(&e.unwrap().path())).sum::<usize>()
+}
+
 fn io_counter(pid: u32, name: &str) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
     io.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim().parse().unwrap()
