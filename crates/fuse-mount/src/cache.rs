@@ -322,24 +322,20 @@ impl ContentCache {
         if s.lru.contains(&digest) || size > self.max_bytes {
             return None;
         }
-        let tmp = match tempfile::NamedTempFile::new_in(self.dir.join("tmp")) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(%digest, error = %e, "caching a blob failed");
-                return None;
-            }
-        };
-        let file = match tmp.as_file().try_clone() {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(%digest, error = %e, "caching a blob failed");
-                return None;
-            }
-        };
         // room is made before the copy is: the bound holds while it grows
         if !self.evict_for(&mut s, size) {
             return None; // everything is open: no room now
         }
+        // the copy, and a handle on it for its readers
+        let created = tempfile::NamedTempFile::new_in(self.dir.join("tmp"))
+            .and_then(|tmp| tmp.as_file().try_clone().map(|file| (tmp, file)));
+        let (tmp, file) = match created {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "caching a blob failed");
+                return None;
+            }
+        };
         s.total += size;
         let (progress, _) = tokio::sync::watch::channel(FillProgress::Written(0));
         let filling = Arc::new(Filling { file, size, progress, foreground: Mutex::new((0, None)) });

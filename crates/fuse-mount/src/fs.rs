@@ -119,6 +119,15 @@ enum OpenFile {
 }
 
 impl RemoteFile {
+    /// Blob `digest` opened on the castore; a missing blob is an error here
+    /// (its entry exists, so its content must).
+    async fn open(blobs: &dyn BlobService, digest: &B3Digest) -> std::io::Result<RemoteFile> {
+        match blobs.open_read(digest).await? {
+            Some(reader) => Ok(RemoteFile { reader, pos: 0 }),
+            None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "blob is missing from the castore")),
+        }
+    }
+
     async fn read_at(&mut self, offset: u64, size: u32) -> std::io::Result<Vec<u8>> {
         if self.pos != offset {
             self.reader.seek(SeekFrom::Start(offset)).await?;
@@ -531,18 +540,14 @@ impl Filesystem for SnixFs {
                 }
             }
         }
-        let reader = match self.rt.block_on(self.blobs.open_read(&digest)) {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                tracing::error!(%digest, "blob is missing from the castore");
-                return reply.error(Errno::EIO);
-            }
+        let remote = match self.rt.block_on(RemoteFile::open(&*self.blobs, &digest)) {
+            Ok(r) => r,
             Err(e) => {
                 tracing::error!(%digest, error = %e, "opening blob failed");
                 return reply.error(errno_of(&e));
             }
         };
-        self.opened_served(ino.0, fh, OpenFile::Remote(tokio::sync::Mutex::new(RemoteFile { reader, pos: 0 })));
+        self.opened_served(ino.0, fh, OpenFile::Remote(tokio::sync::Mutex::new(remote)));
         reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
     }
 
@@ -580,13 +585,9 @@ impl Filesystem for SnixFs {
                     self.rt.block_on(async {
                         let mut remote = remote.lock().await;
                         if remote.is_none() {
-                            let reader = self.blobs.open_read(digest).await?.ok_or_else(|| {
-                                std::io::Error::new(std::io::ErrorKind::NotFound, "blob is missing from the castore")
-                            })?;
-                            *remote = Some(RemoteFile { reader, pos: 0 });
+                            *remote = Some(RemoteFile::open(&*self.blobs, digest).await?);
                         }
-                        let remote = remote.as_mut().expect("opened");
-                        remote.read_at(offset, size).await
+                        remote.as_mut().expect("opened").read_at(offset, size).await
                     })
                 }
             }
