@@ -4,7 +4,8 @@
 #
 #   snix-castore daemon   blobs (objectstore+file) and directories (sled) in ./state/lib/castore
 #   snix-store daemon     path infos (sled) in ./state/lib/store, castore via the daemon above
-#   snix-mount            the read-only FUSE view at ./state/mnt (needs root and /dev/fuse)
+#   snix-mount            the read-only FUSE view at ./state/mnt (needs root and /dev/fuse),
+#                         its content cache in ./state/cache
 #   nix-daemon            the worker protocol on ./state/run/nix-daemon.sock
 #   sockets               ./state/run/snix-castore.sock, ./state/run/snix-store.sock
 set -euo pipefail
@@ -46,7 +47,8 @@ mkdir -p "$mnt"
 if mountpoint -q "$mnt" && ! ls "$mnt/" >/dev/null 2>&1; then
     umount -l "$mnt" # a stale mount from an earlier run that was killed
 fi
-"$bin/snix-mount" "$mnt" --allow-other &
+# its content cache under ./state too (the default, /var/cache/snix-mount, is the unit's)
+CACHE_DIRECTORY=$PWD/state/cache "$bin/snix-mount" "$mnt" --allow-other &
 pids+=($!)
 for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
 

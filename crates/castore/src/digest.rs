@@ -34,6 +34,66 @@ impl B3Digest {
     }
 }
 
+/// BLAKE3's tree over fixed-size segments: a blob's digest is the root of a
+/// binary tree whose leaves are 1 KiB chunks, so the chaining value of each
+/// aligned [`SEGMENT`]-byte piece is a subtree of it. Kept next to the data,
+/// these values let a reader check one segment against the blob's digest
+/// without reading the rest (the idea of Bao, at a coarser grain).
+pub mod segments {
+    use blake3::hazmat::{
+        left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode,
+    };
+
+    use super::B3Digest;
+
+    /// Bytes per segment: a power of two number of BLAKE3 chunks.
+    pub const SEGMENT: usize = 64 * 1024;
+
+    /// How many segments `len` bytes make (at least one).
+    pub fn count(len: u64) -> usize {
+        (len.div_ceil(SEGMENT as u64) as usize).max(1)
+    }
+
+    /// The chaining value of segment `index` of a blob longer than one
+    /// segment; `data` is that segment (the last may be short).
+    pub fn chaining_value(index: usize, data: &[u8]) -> ChainingValue {
+        let mut h = blake3::Hasher::new();
+        h.set_input_offset((index * SEGMENT) as u64);
+        h.update(data);
+        h.finalize_non_root()
+    }
+
+    /// The chaining values of every segment of `data` (longer than one segment).
+    pub fn chaining_values(data: &[u8]) -> Vec<ChainingValue> {
+        data.chunks(SEGMENT).enumerate().map(|(i, s)| chaining_value(i, s)).collect()
+    }
+
+    /// The digest of a blob of `len` bytes (more than one segment) whose
+    /// segments have the chaining values `cvs`; `None` if their number does
+    /// not fit `len`.
+    pub fn root(cvs: &[ChainingValue], len: u64) -> Option<B3Digest> {
+        if len <= SEGMENT as u64 || cvs.len() != count(len) {
+            return None;
+        }
+        let left = left_subtree_len(len);
+        let split = (left / SEGMENT as u64) as usize;
+        let (l, r) = (subtree(&cvs[..split], left), subtree(&cvs[split..], len - left));
+        Some(B3Digest(*merge_subtrees_root(&l, &r, Mode::Hash).as_bytes()))
+    }
+
+    /// The chaining value of a subtree of `len` bytes made of whole
+    /// segments (but its last); its split points fall on segment bounds,
+    /// since BLAKE3 splits at the largest power of two chunks below `len`.
+    fn subtree(cvs: &[ChainingValue], len: u64) -> ChainingValue {
+        if len <= SEGMENT as u64 {
+            return cvs[0];
+        }
+        let left = left_subtree_len(len);
+        let split = (left / SEGMENT as u64) as usize;
+        merge_subtrees_non_root(&subtree(&cvs[..split], left), &subtree(&cvs[split..], len - left), Mode::Hash)
+    }
+}
+
 impl From<[u8; B3_LEN]> for B3Digest {
     fn from(b: [u8; B3_LEN]) -> Self {
         B3Digest(b)
@@ -107,5 +167,34 @@ mod tests {
         assert_eq!(d.to_hex().parse::<B3Digest>().unwrap(), d);
         assert_eq!(B3Digest::try_from(&[0u8; 31][..]), Err(DigestError::WrongLength(31)));
         assert!("blake3-AAAA".parse::<B3Digest>().is_err());
+    }
+
+    #[test]
+    fn segment_tree_gives_blake3s_digest() {
+        use segments::{chaining_value, chaining_values, root, SEGMENT};
+        // BLAKE3's test-vector input pattern, at lengths around the segment
+        // and power-of-two bounds of its tree
+        let data: Vec<u8> = (0..(1usize << 20) + 3 * SEGMENT + 7).map(|i| (i % 251) as u8).collect();
+        for len in [
+            SEGMENT + 1,
+            2 * SEGMENT,
+            2 * SEGMENT + 1,
+            3 * SEGMENT,
+            5 * SEGMENT - 1,
+            (1 << 20) - 1,
+            1 << 20,
+            (1 << 20) + 3 * SEGMENT + 7,
+        ] {
+            let d = &data[..len];
+            let cvs = chaining_values(d);
+            assert_eq!(root(&cvs, len as u64), Some(B3Digest::of(d)), "length {len}");
+            // any one segment changed changes the root
+            let mut other = cvs.clone();
+            let last = other.len() - 1;
+            other[last] = chaining_value(last, b"not this");
+            assert_ne!(root(&other, len as u64), Some(B3Digest::of(d)));
+            assert_eq!(root(&cvs[1..], len as u64), None, "wrong count of segments");
+        }
+        assert_eq!(root(&[chaining_value(0, &data[..SEGMENT])], SEGMENT as u64), None, "one segment has no tree");
     }
 }

@@ -18,6 +18,16 @@ use crate::unix_ms;
 /// Size of the messages a blob is streamed in (64–256 KiB keeps gRPC framing
 /// overhead small and every message far under the 4 MiB limit).
 pub const READ_MESSAGE: usize = 1024 * 1024;
+/// The longest range a Read may ask for: a range is answered from memory.
+pub const READ_RANGE_MAX: u64 = 16 * 1024 * 1024;
+
+/// A buffer as Read messages: slices of it, not copies.
+fn slices(data: bytes::Bytes) -> impl Iterator<Item = Result<proto::BlobChunk, Status>> {
+    let len = data.len();
+    (0..len)
+        .step_by(READ_MESSAGE)
+        .map(move |off| Ok(proto::BlobChunk { data: data.slice(off..len.min(off + READ_MESSAGE)) }))
+}
 
 fn digest_arg(b: &bytes::Bytes) -> Result<B3Digest, Status> {
     B3Digest::try_from(b).map_err(|e| Status::invalid_argument(format!("invalid digest: {e}")))
@@ -54,15 +64,23 @@ impl proto::blob_service_server::BlobService for GrpcBlobServer {
     type ReadStream = Pin<Box<dyn Stream<Item = Result<proto::BlobChunk, Status>> + Send>>;
 
     async fn read(&self, req: Request<proto::ReadBlobRequest>) -> Result<Response<Self::ReadStream>, Status> {
-        let digest = digest_arg(&req.into_inner().digest)?;
+        let req = req.into_inner();
+        let digest = digest_arg(&req.digest)?;
+        if req.length > READ_RANGE_MAX {
+            return Err(Status::invalid_argument(format!(
+                "a range read asks for at most {READ_RANGE_MAX} bytes (got {}); read the blob whole for more",
+                req.length
+            )));
+        }
+        if req.length > 0 {
+            let data = self.svc.read_range(&digest, req.offset, req.length).await.map_err(io_to_status)?;
+            let Some(data) = data else { return Err(Status::not_found(format!("blob {digest}"))) };
+            return Ok(Response::new(Box::pin(futures::stream::iter(slices(data)))));
+        }
         // a chunk (or any blob held in one piece) goes out as slices of its
         // buffer, not copied through a reader
         if let Some(data) = self.svc.read_unchunked(&digest).await.map_err(io_to_status)? {
-            let len = data.len();
-            let messages = (0..len)
-                .step_by(READ_MESSAGE)
-                .map(move |off| Ok(proto::BlobChunk { data: data.slice(off..len.min(off + READ_MESSAGE)) }));
-            return Ok(Response::new(Box::pin(futures::stream::iter(messages))));
+            return Ok(Response::new(Box::pin(futures::stream::iter(slices(data)))));
         }
         let reader = self.svc.open_read(&digest).await.map_err(io_to_status)?;
         let Some(reader) = reader else { return Err(Status::not_found(format!("blob {digest}"))) };

@@ -64,7 +64,7 @@ async fn wrong_digest_lengths_are_invalid_argument() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{e}");
-        let e = blobs.read(proto::ReadBlobRequest { digest: digest.clone() }).await.unwrap_err();
+        let e = blobs.read(proto::ReadBlobRequest { digest: digest.clone(), ..Default::default() }).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{e}");
         let e = dirs
             .get(proto::GetDirectoryRequest { by_what: Some(ByWhat::Digest(digest)), recursive: true })
@@ -74,8 +74,16 @@ async fn wrong_digest_lengths_are_invalid_argument() {
     }
     let e = dirs.get(proto::GetDirectoryRequest { by_what: None, recursive: false }).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    // a range longer than a server answers from memory
+    let stored = blobservice::put_bytes(&*composition::blob_service(&d.addr()).unwrap(), b"ranged").await.unwrap();
+    let req = proto::ReadBlobRequest { digest: stored.into(), offset: 0, length: u64::MAX };
+    let e = blobs.read(req).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
     // a well-formed but absent digest is NotFound
-    let e = blobs.read(proto::ReadBlobRequest { digest: B3Digest::of(b"x").into() }).await.unwrap_err();
+    let e = blobs
+        .read(proto::ReadBlobRequest { digest: B3Digest::of(b"x").into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     d.still_serves().await;
 }
@@ -171,17 +179,35 @@ async fn corrupted_chunk_is_detected_and_never_served() {
     let digest = blobservice::put_bytes(&*client, &data).await.unwrap();
     let chunks = client.chunks(&digest).await.unwrap().unwrap();
     assert!(chunks.len() > 1);
-    // flip a byte of one chunk's contents, keeping the file well-formed
-    // (`R` + raw bytes, or `Z` + a zstd frame)
     let victim = &chunks[1];
     let hex = victim.digest.to_hex();
     let path = d.dir.path().join("blobs/chunks").join(&hex[..2]).join(&hex);
+    let mut plain = blobservice::read_to_vec(&*client, &victim.digest).await.unwrap().unwrap();
     let stored = std::fs::read(&path).unwrap();
-    let mut plain = match stored[0] {
-        b'R' => stored[1..].to_vec(),
-        b'Z' => zstd::stream::decode_all(&stored[1..]).unwrap(),
-        other => panic!("unexpected chunk encoding {other}"),
-    };
+
+    // A chunk of several segments (`S`, lengths, chaining values, then the
+    // segments): a flipped byte in segment 1 is caught by a read of a range
+    // in it, and by a whole read; a range in segment 0 is still served, and
+    // checked on its own against the chunk's digest.
+    assert_eq!(stored[0], b'S', "a chunk longer than 64 KiB is stored in segments");
+    let n = (victim.size as usize).div_ceil(65_536);
+    let seg0 = u32::from_le_bytes(stored[5..9].try_into().unwrap()) & !(1 << 31);
+    let mut bad = stored.clone();
+    bad[5 + 36 * n + seg0 as usize + 10] ^= 0xff;
+    std::fs::write(&path, &bad).unwrap();
+    let e = client.read_range(&victim.digest, 65_536 + 5, 100).await.unwrap_err();
+    assert!(e.to_string().contains("corrupt"), "{e}");
+    assert!(blobservice::read_to_vec(&*client, &victim.digest).await.unwrap_err().to_string().contains("corrupt"));
+    assert_eq!(&client.read_range(&victim.digest, 5, 100).await.unwrap().unwrap()[..], &plain[5..105]);
+    // a flipped chaining value: no range of the chunk is served
+    let mut bad = stored.clone();
+    bad[5 + 4 * n + 3] ^= 0xff;
+    std::fs::write(&path, &bad).unwrap();
+    let e = client.read_range(&victim.digest, 5, 100).await.unwrap_err();
+    assert!(e.to_string().contains("corrupt"), "{e}");
+
+    // the same chunk rewritten in the one-piece form with a byte flipped
+    // (`R` + raw bytes: well-formed, wrong contents)
     plain[10] ^= 0xff;
     let mut rewritten = vec![b'R'];
     rewritten.extend_from_slice(&plain);
@@ -193,7 +219,10 @@ async fn corrupted_chunk_is_detected_and_never_served() {
     assert!(e.to_string().contains("corrupt"), "{e}");
     // over the raw API the status is DataLoss
     let mut raw = BlobServiceClient::new(d.channel());
-    let mut s = raw.read(proto::ReadBlobRequest { digest: victim.digest.into() }).await.map(|r| r.into_inner());
+    let mut s = raw
+        .read(proto::ReadBlobRequest { digest: victim.digest.into(), ..Default::default() })
+        .await
+        .map(|r| r.into_inner());
     let status = match &mut s {
         Err(e) => e.clone(),
         Ok(stream) => loop {

@@ -88,6 +88,35 @@ async fn blob_suite(svc: Arc<dyn BlobService>) {
     assert_eq!(tail, &big[big.len() - 10..]);
     assert!(r.seek(SeekFrom::Current(-(big.len() as i64) - 1)).await.is_err());
 
+    // ranges, of the blob and of each of its chunks, on compressible and
+    // incompressible bytes, across segment (64 KiB) and chunk bounds
+    let mut mixed: Vec<u8> =
+        (0..2_500_000u32).flat_map(|i| format!("line {i} of some text\n").into_bytes()).take(2_500_000).collect();
+    mixed.extend(pseudo_random(13, 1_500_000));
+    let m = blobservice::put_bytes(&*svc, &mixed).await.unwrap();
+    let slice = |data: &[u8], off: u64, len: u64| {
+        let (s, e) = ((off as usize).min(data.len()), (off.saturating_add(len) as usize).min(data.len()));
+        data[s..e].to_vec()
+    };
+    let seg = 65_536u64;
+    for (off, len) in
+        [(0, 1), (0, 4096), (seg - 1, 2), (seg, seg), (3 * seg + 5, 2 * seg), (2_499_990, 20), (3_999_000, 5000)]
+    {
+        let got = svc.read_range(&m, off, len).await.unwrap().unwrap();
+        assert_eq!(&got[..], &slice(&mixed, off, len)[..], "blob range {off}+{len}");
+    }
+    assert!(svc.read_range(&m, 4_000_001, 10).await.unwrap().unwrap().is_empty(), "past the end");
+    assert!(svc.read_range(&missing, 0, 10).await.unwrap().is_none());
+    let mut start = 0usize;
+    for c in svc.chunks(&m).await.unwrap().unwrap() {
+        let chunk = &mixed[start..start + c.size as usize];
+        for (off, len) in [(0, 4096), (seg - 100, 200), (c.size / 2, 70_000), (c.size - 1, 4096), (0, c.size)] {
+            let got = svc.read_range(&c.digest, off, len).await.unwrap().unwrap();
+            assert_eq!(&got[..], &slice(chunk, off, len)[..], "chunk at {start}, range {off}+{len}");
+        }
+        start += c.size as usize;
+    }
+
     // a writer dropped before close leaves nothing behind
     let unfinished = pseudo_random(9, 300_000);
     let mut w = svc.open_write().await;

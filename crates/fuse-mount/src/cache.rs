@@ -65,6 +65,11 @@ pub struct Filling {
     /// Reads fetched from the castore beside the copy (far from it) in
     /// flight, and when the last one ended: the copy waits for them.
     foreground: Mutex<(usize, Option<std::time::Instant>)>,
+    /// Reads waiting for the copy to reach them: it is not paused for
+    /// foreground reads meanwhile (it would keep them waiting), and is
+    /// woken from a pause when one starts.
+    waiting: std::sync::atomic::AtomicUsize,
+    resume: tokio::sync::Notify,
 }
 
 /// A read beside the copy being made, in flight (see [`Filling::foreground`]).
@@ -92,6 +97,9 @@ impl Filling {
 
     async fn yield_to_foreground(&self) {
         loop {
+            if self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                return;
+            }
             let wait = {
                 let f = self.foreground.lock().unwrap_or_else(|p| p.into_inner());
                 match *f {
@@ -101,7 +109,10 @@ impl Filling {
                     _ => FOREGROUND_QUIET,
                 }
             };
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.resume.notified() => {}
+            }
         }
     }
 
@@ -112,6 +123,15 @@ impl Filling {
     /// Waits until the first `end` bytes are written: true, or false if the
     /// fill failed (read them elsewhere).
     pub async fn wait_for(&self, end: u64) -> bool {
+        struct Waiting<'a>(&'a Filling);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.waiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _waiting = Waiting(self);
+        self.resume.notify_one();
         let mut rx = self.progress.subscribe();
         let r = rx
             .wait_for(|p| match *p {
@@ -338,7 +358,14 @@ impl ContentCache {
         };
         s.total += size;
         let (progress, _) = tokio::sync::watch::channel(FillProgress::Written(0));
-        let filling = Arc::new(Filling { file, size, progress, foreground: Mutex::new((0, None)) });
+        let filling = Arc::new(Filling {
+            file,
+            size,
+            progress,
+            foreground: Mutex::new((0, None)),
+            waiting: Default::default(),
+            resume: Default::default(),
+        });
         s.filling.insert(digest, filling.clone());
         drop(s);
         let (cache, f) = (self.clone(), filling.clone());

@@ -53,9 +53,10 @@ const NEGATIVE_CACHE_MAX: usize = 65_536;
 /// Directories kept in memory.
 const DIRECTORY_CACHE: usize = 50_000;
 /// A read this far past what a copy being made has written waits for it
-/// (the copy is fetched in order, with readahead); one further off is
-/// fetched on its own, so a random read does not wait for all before it.
-const FILL_WAIT_WINDOW: u64 = 8 << 20;
+/// (the copy is fetched in order, with readahead: a sequential reader's
+/// requests run up to about 2 MiB ahead of it); one further off is fetched
+/// on its own, so a random read does not wait for all before it.
+const FILL_WAIT_WINDOW: u64 = 2 << 20;
 /// Nix's fixed store mtime.
 const MTIME: Duration = Duration::from_secs(1);
 /// The extended attribute exposing castore digests (`--show-xattr`).

@@ -574,3 +574,34 @@ fn reads_while_a_copy_is_made_are_right_near_and_far_from_it() {
     assert!(std::fs::read(copy).unwrap() == want, "the cached copy differs");
     assert!(!log_of(&mount).contains("caching a blob failed"), "{}", log_of(&mount));
 }
+
+#[test]
+#[ignore = "needs root and /dev/fuse"]
+fn random_reads_of_a_file_never_read_fetch_only_the_pieces_they_touch() {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = StoreDaemon::start(&tmp.path().join("state"));
+    let want = corpus::pseudo_random(11, 64 << 20);
+    let src = tmp.path().join("one");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("file"), &want).unwrap();
+    let path = daemon.snix_store(&["import", path_str(&src)]).trim().to_string();
+    // no content cache: every read goes to the castore
+    let mount = Mount::start(&daemon, &tmp.path().join("mnt"), &["--cache-size", "0"]);
+    let f = std::fs::File::open(mount.dir.join(basename(&path)).join("file")).unwrap();
+    drop_caches();
+    let sent_before = bytes_written_by(daemon.pid());
+    let mut buf = vec![0u8; 4096];
+    let reads = 50u64;
+    for i in 0..reads {
+        // one read in every 1.25 MiB (past the largest chunk): each in a chunk of its own
+        let off = i * (5 << 18) + 70_000;
+        f.read_exact_at(&mut buf, off).unwrap();
+        assert!(buf[..] == want[off as usize..off as usize + 4096], "4 KiB at {off} differ");
+    }
+    let sent = bytes_written_by(daemon.pid()) - sent_before;
+    // whole chunks (64 KiB to 1 MiB, 256 KiB on average, and a read lands
+    // in a large one more often) would be ~400 KiB a read
+    println!("the daemon sent {sent} bytes for {reads} random 4 KiB reads");
+    assert!(sent < reads * (160 << 10), "the daemon sent {sent} bytes for {reads} random 4 KiB reads");
+}

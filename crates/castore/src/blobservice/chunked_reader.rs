@@ -2,9 +2,11 @@
 //! read position, keeps the last few (readers such as the kernel's readahead
 //! may go slightly back), and on sequential access reads the next few ahead.
 //! A read that jumps elsewhere fetches only the chunks it touches (no
-//! readahead is wasted on random access): readahead starts once two chunk
-//! boundaries in a row were crossed by reading on, or at once for a reader
-//! that starts at the beginning.
+//! readahead is wasted on random access) — and, given a [`RangeFetcher`],
+//! only the 64 KiB-aligned piece of the chunk it touches: a random 4 KiB
+//! read then costs one segment, not a chunk of up to 1 MiB. Readahead
+//! starts once two chunk boundaries in a row were crossed by reading on, or
+//! at once for a reader that starts at the beginning.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, SeekFrom};
@@ -24,8 +26,32 @@ use crate::digest::B3Digest;
 /// Fetches one chunk's bytes by digest; must verify them against the digest.
 pub type ChunkFetcher = Arc<dyn Fn(B3Digest) -> BoxFuture<'static, io::Result<Bytes>> + Send + Sync>;
 
-/// Recently read chunks kept in memory.
+/// Fetches bytes `offset..offset + len` of one chunk by its digest; must
+/// verify them against the digest.
+pub type RangeFetcher = Arc<dyn Fn(B3Digest, u64, u64) -> BoxFuture<'static, io::Result<Bytes>> + Send + Sync>;
+
+/// Recently read chunks (or pieces) kept in memory.
 const KEEP: usize = 3;
+
+/// Pieces fetched for random reads start and end on these bounds (the
+/// castore's segments: what a backend reads and checks as one).
+const PIECE_ALIGN: u64 = crate::digest::segments::SEGMENT as u64;
+
+/// Bytes of chunk `idx` from `start` on: the whole chunk, or a piece.
+struct Held {
+    idx: usize,
+    start: u64,
+    data: Bytes,
+}
+
+/// A piece of a chunk being fetched: polled by the read waiting for it,
+/// not spawned (a task would cost a thread wake-up each way).
+struct PieceFetch {
+    idx: usize,
+    start: u64,
+    end: u64,
+    fetch: BoxFuture<'static, io::Result<Bytes>>,
+}
 
 pub struct ChunkedReader {
     chunks: Arc<[ChunkMeta]>,
@@ -33,8 +59,10 @@ pub struct ChunkedReader {
     starts: Arc<[u64]>,
     total: u64,
     pos: u64,
-    /// recently read chunks, newest last
-    recent: VecDeque<(usize, Bytes)>,
+    /// recently read chunks and pieces, newest last
+    recent: VecDeque<Held>,
+    /// the piece a random read waits for
+    piece: Option<PieceFetch>,
     /// fetches in flight, by chunk index
     inflight: BTreeMap<usize, JoinHandle<io::Result<Bytes>>>,
     /// a seek moved the position since the last read: the next read is not
@@ -46,6 +74,7 @@ pub struct ChunkedReader {
     streak: usize,
     readahead: usize,
     fetch: ChunkFetcher,
+    fetch_range: Option<RangeFetcher>,
 }
 
 impl ChunkedReader {
@@ -64,13 +93,21 @@ impl ChunkedReader {
             total,
             pos: 0,
             recent: VecDeque::new(),
+            piece: None,
             inflight: BTreeMap::new(),
             jumped: false,
             current: None,
             streak: 0,
             readahead,
             fetch,
+            fetch_range: None,
         }
+    }
+
+    /// Random reads fetch only the pieces of chunks they touch, with `fetch_range`.
+    pub fn with_range_fetch(mut self, fetch_range: RangeFetcher) -> Self {
+        self.fetch_range = Some(fetch_range);
+        self
     }
 
     pub fn len(&self) -> u64 {
@@ -118,7 +155,8 @@ impl ChunkedReader {
     /// Starts fetching each chunk of `range` that is neither held nor in flight.
     fn fetch_missing(&mut self, range: std::ops::RangeInclusive<usize>) {
         for i in range {
-            if !self.inflight.contains_key(&i) && !self.recent.iter().any(|(r, _)| *r == i) {
+            let held = self.recent.iter().any(|h| h.idx == i && h.data.len() as u64 == self.chunks[i].size);
+            if !self.inflight.contains_key(&i) && !held {
                 let h = self.spawn_fetch(i);
                 self.inflight.insert(i, h);
             }
@@ -132,11 +170,55 @@ impl ChunkedReader {
     }
 
     fn serve(&mut self, idx: usize, buf: &mut ReadBuf<'_>) -> bool {
-        let Some((_, data)) = self.recent.iter().find(|(i, _)| *i == idx) else { return false };
-        let off = (self.pos - self.starts[idx]) as usize;
-        let n = fill_from(buf, &data[off..]);
+        let off = self.pos - self.starts[idx];
+        let held = self.recent.iter().find(|h| h.idx == idx && h.start <= off && off < h.start + h.data.len() as u64);
+        let Some(held) = held else { return false };
+        let n = fill_from(buf, &held.data[(off - held.start) as usize..]);
         self.pos += n as u64;
         true
+    }
+
+    fn keep(&mut self, held: Held) {
+        self.recent.push_back(held);
+        if self.recent.len() > KEEP {
+            self.recent.pop_front();
+        }
+    }
+
+    /// For a random read of `want` bytes in chunk `idx` (not held, not in
+    /// flight): the aligned piece to fetch, unless that is the whole chunk.
+    fn piece_for(&self, idx: usize, want: usize) -> Option<(u64, u64)> {
+        self.fetch_range.as_ref()?;
+        let size = self.chunks[idx].size;
+        let off = self.pos - self.starts[idx];
+        let start = off / PIECE_ALIGN * PIECE_ALIGN;
+        let end = (off + want.max(1) as u64).div_ceil(PIECE_ALIGN).saturating_mul(PIECE_ALIGN).min(size);
+        (end - start < size).then_some((start, end))
+    }
+
+    /// Waits for the piece `start..end` of chunk `idx`, starting its fetch
+    /// unless it is already in flight.
+    fn poll_piece(&mut self, cx: &mut Context<'_>, idx: usize, start: u64, end: u64) -> Poll<io::Result<()>> {
+        let off = self.pos - self.starts[idx];
+        let covers = |p: &PieceFetch| p.idx == idx && p.start <= off && off < p.end;
+        if !self.piece.as_ref().is_some_and(covers) {
+            let digest = self.chunks[idx].digest;
+            let fetch = (self.fetch_range.as_ref().expect("checked by piece_for"))(digest, start, end - start);
+            // (a piece fetched before, no longer wanted, is dropped: cancelled)
+            self.piece = Some(PieceFetch { idx, start, end, fetch });
+        }
+        let p = self.piece.as_mut().expect("set above");
+        let Poll::Ready(data) = p.fetch.poll_unpin(cx) else { return Poll::Pending };
+        let p = self.piece.take().expect("polled above");
+        let data = data?;
+        if data.len() as u64 != p.end - p.start {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("piece {}..{} of chunk {} has {} bytes", p.start, p.end, self.chunks[idx].digest, data.len()),
+            )));
+        }
+        self.keep(Held { idx, start: p.start, data });
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -171,6 +253,21 @@ impl AsyncRead for ChunkedReader {
             }
             return Poll::Ready(Ok(()));
         }
+        if !sequential && !self.inflight.contains_key(&idx) {
+            if let Some((start, end)) = self.piece_for(idx, buf.remaining()) {
+                return match self.poll_piece(cx, idx, start, end) {
+                    Poll::Pending => {
+                        self.jumped = !read_on;
+                        Poll::Pending
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => {
+                        self.serve(idx, buf);
+                        Poll::Ready(Ok(()))
+                    }
+                };
+            }
+        }
         self.schedule(idx, sequential);
         let handle = self.inflight.get_mut(&idx).expect("scheduled");
         let data = match handle.poll_unpin(cx) {
@@ -184,10 +281,7 @@ impl AsyncRead for ChunkedReader {
         };
         self.inflight.remove(&idx);
         let data = data?;
-        self.recent.push_back((idx, data));
-        if self.recent.len() > KEEP {
-            self.recent.pop_front();
-        }
+        self.keep(Held { idx, start: 0, data });
         self.serve(idx, buf);
         Poll::Ready(Ok(()))
     }

@@ -23,7 +23,7 @@ pub mod grpc;
 mod memory;
 mod objectstore_file;
 
-pub use chunked_reader::{ChunkFetcher, ChunkedReader};
+pub use chunked_reader::{ChunkFetcher, ChunkedReader, RangeFetcher};
 pub use combinator::CombinedBlobService;
 pub use grpc::GrpcBlobService;
 pub use memory::MemoryBlobService;
@@ -82,6 +82,14 @@ pub trait BlobService: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Bytes `offset..offset + len` of the blob (fewer at its end, none past
+    /// it), checked as a whole read is; `None` if it is absent. Backends
+    /// that can read and check a piece of a chunk without the rest do so —
+    /// what makes a random read of a large file cheap.
+    async fn read_range(&self, digest: &B3Digest, offset: u64, len: u64) -> io::Result<Option<Bytes>> {
+        read_range_via_reader(self, digest, offset, len).await
+    }
+
     /// Starts a new blob.
     async fn open_write(&self) -> Box<dyn BlobWriter>;
 
@@ -109,6 +117,9 @@ impl<T: BlobService + ?Sized> BlobService for Arc<T> {
     async fn read_unchunked(&self, digest: &B3Digest) -> io::Result<Option<Bytes>> {
         (**self).read_unchunked(digest).await
     }
+    async fn read_range(&self, digest: &B3Digest, offset: u64, len: u64) -> io::Result<Option<Bytes>> {
+        (**self).read_range(digest, offset, len).await
+    }
     async fn open_write(&self) -> Box<dyn BlobWriter> {
         (**self).open_write().await
     }
@@ -118,6 +129,21 @@ impl<T: BlobService + ?Sized> BlobService for Arc<T> {
     async fn delete(&self, digest: &B3Digest, unless_written_since: SystemTime) -> io::Result<Option<u64>> {
         (**self).delete(digest, unless_written_since).await
     }
+}
+
+/// [`BlobService::read_range`] through [`BlobService::open_read`]: seek, then read.
+pub(crate) async fn read_range_via_reader<S: BlobService + ?Sized>(
+    svc: &S,
+    digest: &B3Digest,
+    offset: u64,
+    len: u64,
+) -> io::Result<Option<Bytes>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let Some(mut r) = svc.open_read(digest).await? else { return Ok(None) };
+    r.seek(io::SeekFrom::Start(offset)).await?;
+    let mut v = Vec::new();
+    r.take(len).read_to_end(&mut v).await?;
+    Ok(Some(v.into()))
 }
 
 /// Reads a whole blob into memory (small blobs and tests only).

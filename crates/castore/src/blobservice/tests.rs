@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{ChunkFetcher, ChunkMeta, ChunkedReader};
+use super::{ChunkFetcher, ChunkMeta, ChunkedReader, RangeFetcher};
 use crate::digest::B3Digest;
 
 struct Fixture {
@@ -106,4 +106,46 @@ async fn a_random_read_across_a_boundary_fetches_two_chunks_and_reading_on_reads
     assert_eq!(&more[..], &f.data[21_150..22_150]);
     tokio::task::yield_now().await;
     assert!(f.fetched.lock().unwrap().len() > 3, "no readahead once reading on");
+}
+
+#[tokio::test]
+async fn random_reads_with_ranges_fetch_only_the_pieces_they_touch() {
+    const SEG: usize = 65_536;
+    let f = fixture(4, 10 * SEG + 123);
+    let store: Arc<HashMap<B3Digest, Bytes>> = Arc::new(
+        f.chunks
+            .iter()
+            .zip(f.data.chunks(10 * SEG + 123))
+            .map(|(c, d)| (c.digest, Bytes::copy_from_slice(d)))
+            .collect(),
+    );
+    let ranges = Arc::new(Mutex::new(Vec::new()));
+    let log = ranges.clone();
+    let fetch_range: RangeFetcher = Arc::new(move |d, off, len| {
+        log.lock().unwrap().push((d, off, len));
+        let b = store.get(&d).map(|b| b.slice(off as usize..(off + len) as usize));
+        async move { b.ok_or_else(|| std::io::Error::other("missing")) }.boxed()
+    });
+    let mut r = ChunkedReader::new(f.chunks.clone(), f.fetcher.clone(), 2).with_range_fetch(fetch_range);
+    let mut buf = [0u8; 4096];
+    let chunk = (10 * SEG + 123) as u64;
+    // inside segment 3 of chunk 1; again in the same piece; across the
+    // bound of segments 5 and 6 of chunk 2; across the end of chunk 0
+    for pos in
+        [chunk + 3 * SEG as u64 + 100, chunk + 3 * SEG as u64 + 9000, 2 * chunk + 6 * SEG as u64 - 10, chunk - 200]
+    {
+        r.seek(SeekFrom::Start(pos)).await.unwrap();
+        r.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf[..], &f.data[pos as usize..pos as usize + 4096], "at {pos}");
+    }
+    tokio::task::yield_now().await;
+    assert!(f.fetched.lock().unwrap().is_empty(), "no whole chunk fetched for random reads");
+    let seg = SEG as u64;
+    let (c0, c1, c2) = (f.chunks[0].digest, f.chunks[1].digest, f.chunks[2].digest);
+    assert_eq!(
+        *ranges.lock().unwrap(),
+        // (the last read ends in chunk 1, entered by reading on: still random)
+        vec![(c1, 3 * seg, seg), (c2, 5 * seg, 2 * seg), (c0, 9 * seg, seg + 123), (c1, 0, seg)],
+        "each read fetches the aligned piece it touches, once"
+    );
 }
