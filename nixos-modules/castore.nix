@@ -30,28 +30,20 @@ in
     extraArgs = opts.extraArgs "snix-castore daemon";
   };
 
-  config = mkIf cfg.enable {
-    systemd.sockets.snix-castore = {
-      description = "snix castore socket";
-      wantedBy = [ "sockets.target" ];
-      listenStreams = [ cfg.socket ];
-      socketConfig.SocketMode = "0660";
-    };
-    systemd.services.snix-castore = {
-      description = "snix castore daemon";
-      requires = [ "snix-castore.socket" ];
-      after = [ "snix-castore.socket" ];
+  config = mkIf cfg.enable (opts.socketActivated {
+    name = "snix-castore";
+    description = "snix castore daemon";
+    inherit (cfg) socket;
+    service = {
       environment = lib.filterAttrs (_: v: v != null) {
         BLOB_SERVICE_ADDR = cfg.blobServiceAddr;
         DIRECTORY_SERVICE_ADDR = cfg.directoryServiceAddr;
       };
-      serviceConfig = (import ./hardening.nix) // {
-        Type = "notify";
+      serviceConfig = {
         ExecStart = "${cfg.package}/bin/snix-castore daemon ${escapeShellArgs cfg.extraArgs}";
         StateDirectory = "snix";
         StateDirectoryMode = "0700";
-        Restart = "on-failure";
       };
     };
-  };
+  });
 }

@@ -1,5 +1,5 @@
 # snix-mount: the read-only FUSE view of the store (the overlay's lowerdir).
-{ config, lib, ... }:
+{ config, lib, pkgs, ... }:
 let
   cfg = config.services.snix.mount;
   top = config.services.snix;
@@ -61,14 +61,18 @@ in
       wants = optional store.enable "snix-store.socket";
       after = optional store.enable "snix-store.socket";
       environment = storeAddrs;
+      # umount (util-linux) for preStart: a NixOS unit's PATH holds only
+      # coreutils, findutils, grep, sed and systemd besides `path`
+      path = [ pkgs.util-linux ];
       preStart = ''
-        mkdir -p ${cfg.mountPoint}
-        # a mount left by a killed instance: clear it
-        if ! ls ${cfg.mountPoint} >/dev/null 2>&1; then umount -l ${cfg.mountPoint} || true; fi
+        mkdir -p ${lib.escapeShellArg cfg.mountPoint}
+        # a mount left by a killed instance ("Transport endpoint is not
+        # connected"): clear it, or fail here, visibly
+        if ! ls ${lib.escapeShellArg cfg.mountPoint} >/dev/null 2>&1; then umount -l ${lib.escapeShellArg cfg.mountPoint}; fi
       '';
       serviceConfig = {
         Type = "notify";
-        ExecStart = "${cfg.package}/bin/snix-mount ${cfg.mountPoint} --threads ${toString cfg.threads} "
+        ExecStart = "${cfg.package}/bin/snix-mount ${lib.escapeShellArg cfg.mountPoint} --threads ${toString cfg.threads} "
           + escapeShellArgs (optionals cfg.listRoot [ "--list-root" ] ++ optionals cfg.allowOther [ "--allow-other" ]
             # (the default, auto, is not spelled out: a previous release
             # without the flag runs this unit too, in a rolling downgrade)

@@ -20,7 +20,7 @@ in
       description = "Unix socket to listen on.";
     };
     socketMode = mkOption {
-      type = types.str;
+      type = types.strMatching "0?[0-7]{3}";
       default = "0660";
       description = "Permissions of the socket (access is also checked with allowedUsers).";
     };
@@ -47,32 +47,25 @@ in
     extraArgs = opts.extraArgs "nix-daemon";
   };
 
-  config = mkIf cfg.enable {
-    systemd.sockets.snix-nix-daemon = {
-      description = "snix nix-daemon socket";
-      wantedBy = [ "sockets.target" ];
-      listenStreams = [ cfg.socket ];
-      socketConfig.SocketMode = cfg.socketMode;
-    };
-    systemd.services.snix-nix-daemon = {
-      description = "snix nix-daemon";
-      requires = [ "snix-nix-daemon.socket" ];
+  config = mkIf cfg.enable (opts.socketActivated {
+    name = "snix-nix-daemon";
+    description = "snix nix-daemon";
+    inherit (cfg) socket;
+    mode = cfg.socketMode;
+    service = {
       wants = optional store.enable "snix-store.socket" ++ optional mount.enable "snix-mount.service";
-      after = [ "snix-nix-daemon.socket" ] ++ optional store.enable "snix-store.socket"
-        ++ optional mount.enable "snix-mount.service";
+      after = optional store.enable "snix-store.socket" ++ optional mount.enable "snix-mount.service";
       environment = storeAddrs // {
         SNIX_TRUSTED_USERS = concatStringsSep " " cfg.trustedUsers;
         SNIX_ALLOWED_USERS = concatStringsSep " " cfg.allowedUsers;
         SNIX_REQUIRE_SIGS = lib.boolToString cfg.requireSigs;
         SNIX_TRUSTED_PUBLIC_KEYS = concatStringsSep " " cfg.trustedPublicKeys;
       };
-      serviceConfig = (import ./hardening.nix) // {
-        Type = "notify";
+      serviceConfig = {
         ExecStart = "${cfg.package}/bin/nix-daemon ${escapeShellArgs cfg.extraArgs}";
-        Restart = "on-failure";
         # resolving peers' user and group names
         PrivateUsers = false;
       };
     };
-  };
+  });
 }

@@ -25,31 +25,24 @@ in
     extraArgs = opts.extraArgs "snix-store daemon";
   };
 
-  config = mkIf cfg.enable {
-    systemd.sockets.snix-store = {
-      description = "snix store socket";
-      wantedBy = [ "sockets.target" ];
-      listenStreams = [ cfg.socket ];
-      socketConfig.SocketMode = "0660";
-    };
-    systemd.services.snix-store = {
-      description = "snix store daemon";
-      requires = [ "snix-store.socket" ];
+  config = mkIf cfg.enable (opts.socketActivated {
+    name = "snix-store";
+    description = "snix store daemon";
+    inherit (cfg) socket;
+    service = {
       # the castore is reached over its socket: a restart of either is survived
       wants = optional castore.enable "snix-castore.socket";
-      after = [ "snix-store.socket" ] ++ optional castore.enable "snix-castore.socket";
+      after = optional castore.enable "snix-castore.socket";
       environment = lib.filterAttrs (_: v: v != null) {
         BLOB_SERVICE_ADDR = if castore.enable then "grpc+unix://${castore.socket}" else null;
         DIRECTORY_SERVICE_ADDR = if castore.enable then "grpc+unix://${castore.socket}" else null;
         PATH_INFO_SERVICE_ADDR = cfg.pathInfoServiceAddr;
       };
-      serviceConfig = (import ./hardening.nix) // {
-        Type = "notify";
+      serviceConfig = {
         ExecStart = "${cfg.package}/bin/snix-store daemon ${escapeShellArgs cfg.extraArgs}";
         StateDirectory = "snix";
         StateDirectoryMode = "0700";
-        Restart = "on-failure";
       };
     };
-  };
+  });
 }

@@ -1,135 +1,134 @@
-# Evaluates nixos-modules/ the way a NixOS system would, without nixpkgs
-# (this machine has none): a small stand-in for nixpkgs' lib and module
-# system, enough for our modules. Prints what the tests run as "systemd":
-# the services and sockets, fileSystems, tmpfiles, nix.settings, the
+# Evaluates nixos-modules/ with nixpkgs' own module system (`lib.evalModules`
+# from nixpkgs' lib, ../shared/nixpkgs-lib/lib on this machine) and our
+# declarations of the NixOS options they use (nixos-options.nix, with
+# NixOS's types), and prints what the tests start as systemd would: each
+# service and socket unit, fileSystems, tmpfiles, nix.settings, the
 # environment and the failed assertions.
 #
 #   nix-instantiate --eval --strict --json integration-tests/nix/eval-units.nix \
-#     --arg settings '{ services.snix.castore.enable = true; … }'
+#     --arg nixpkgsLib /path/to/nixpkgs/lib \
+#     --arg settings '{ services.snix.castore.enable = true; … }' \
+#     --arg pkgs '{ coreutils = "/dir/with/bin"; … }'
 #
-# The module system's rules that matter here are kept: the shape of
-# `config` comes from the option declarations (so `mkIf cfg.enable` can
-# read config), definitions are merged per option (lists concatenated,
-# attribute sets merged, mkDefault below plain definitions), an unset
-# option takes its default, and an unknown option is an error.
-{ settings }:
+# `settings` is a module (an attribute set of definitions, or a function of
+# `{ pkgs, ... }`), or a list of them.
+# `pkgs` names the packages the modules and NixOS's service PATH refer to,
+# each a directory laid out like a package (bin/, sbin/): this machine has
+# no nixpkgs, so the tests make them from Debian's packages.
+{ nixpkgsLib, settings, pkgs ? { }, scriptDir ? "/run/unit-scripts" }:
 let
-  inherit (builtins) attrNames concatLists concatMap filter foldl' head isAttrs isList length listToAttrs map
-    mapAttrs replaceStrings tail;
+  lib = import nixpkgsLib;
 
-  lib = rec {
-    mkOption = o: o // { _type = "option"; };
-    mkEnableOption = what: mkOption { default = false; description = "Whether to enable ${what}."; };
-    mkIf = condition: content: { _type = "if"; inherit condition content; };
-    mkMerge = contents: { _type = "merge"; inherit contents; };
-    mkOverride = priority: content: { _type = "override"; inherit priority content; };
-    mkDefault = mkOverride 1000;
-    mkForce = mkOverride 50;
-    literalExpression = text: { _type = "literalExpression"; inherit text; };
-    types = let t = name: { inherit name; }; in {
-      str = t "str";
-      bool = t "bool";
-      package = t "package";
-      path = t "path";
-      int = t "int";
-      ints.positive = t "positive int";
-      nullOr = e: t "null or ${e.name}";
-      listOf = e: t "list of ${e.name}";
-      attrsOf = e: t "attrs of ${e.name}";
-      anything = t "anything";
-    };
-    optional = c: x: if c then [ x ] else [ ];
-    optionals = c: xs: if c then xs else [ ];
-    optionalString = c: s: if c then s else "";
-    optionalAttrs = c: a: if c then a else { };
-    concatStringsSep = builtins.concatStringsSep;
-    boolToString = b: if b then "true" else "false";
-    filterAttrs = pred: set: listToAttrs (concatMap (n: if pred n set.${n} then [ { name = n; value = set.${n}; } ] else [ ]) (attrNames set));
-    escapeShellArg = a: "'${replaceStrings [ "'" ] [ "'\\''" ] (toString a)}'";
-    escapeShellArgs = as: builtins.concatStringsSep " " (map escapeShellArg as);
+  # a directory as a package: what a derivation looks like to modules
+  asPackage = name: dir: { type = "derivation"; inherit name; outPath = dir; outputs = [ "out" ]; };
+  packages = lib.mapAttrs asPackage pkgs // lib.optionalAttrs (pkgs ? nix) {
+    nixVersions.latest = asPackage "nix" pkgs.nix;
   };
 
-  # what mkOption, mkIf, mkMerge and mkOverride made
-  is = type: x: isAttrs x && x ? _type && x._type == type;
-  isOption = is "option";
+  eval = lib.evalModules {
+    modules = [
+      ../../nixos-modules
+      ./nixos-options.nix
+      { _module.args.pkgs = packages; }
+    ] ++ lib.toList settings;
+  };
+  config = eval.config;
 
-  # NixOS options our modules define values for, declared loosely
-  nixos = { lib, ... }: {
-    options = {
-      assertions = lib.mkOption { default = [ ]; };
-      systemd.services = lib.mkOption { default = { }; };
-      systemd.sockets = lib.mkOption { default = { }; };
-      systemd.tmpfiles.rules = lib.mkOption { default = [ ]; };
-      fileSystems = lib.mkOption { default = { }; };
-      nix.settings = lib.mkOption { default = { }; };
-      environment.variables = lib.mkOption { default = { }; };
-    };
+  # NixOS puts these before a service's own `path` (systemd.nix), and makes
+  # its PATH of their bin/ and sbin/ directories
+  defaultPath = map (n: packages.${n}) [ "coreutils" "findutils" "gnugrep" "gnused" "systemd" ];
+  servicePath = unit:
+    let all = unit.path ++ defaultPath; in
+    "${lib.makeBinPath all}:${lib.makeSearchPathOutput "bin" "sbin" all}";
+
+  common = unit: {
+    inherit (unit) description after before wants requires bindsTo partOf conflicts wantedBy requiredBy unitConfig;
+  };
+  service = unit: common unit // {
+    inherit (unit) serviceConfig preStart script stopIfChanged restartIfChanged;
+    path = map toString unit.path;
+    environment = lib.filterAttrs (_: v: v != null) unit.environment // { PATH = servicePath unit; };
+  };
+  socket = unit: common unit // { inherit (unit) listenStreams listenDatagrams socketConfig; };
+  enabled = lib.filterAttrs (_: u: u.enable);
+
+  # ---- the unit files, as NixOS writes them (nixos/lib/systemd-lib.nix) ----
+
+  # one `Key=value` line per value (a list: one per element), keys sorted
+  section = attrs: lib.concatStrings (lib.concatMap
+    (key: map (v: "${key}=${if v == true then "true" else if v == false then "false" else toString v}\n")
+      (lib.toList attrs.${key}))
+    (builtins.attrNames attrs));
+
+  unitSection = unit: section (lib.filterAttrs (_: v: v != "" && v != [ ]) {
+    Description = unit.description;
+    Requires = toString unit.requires;
+    Wants = toString unit.wants;
+    After = toString unit.after;
+    Before = toString unit.before;
+    BindsTo = toString unit.bindsTo;
+    PartOf = toString unit.partOf;
+    Conflicts = toString unit.conflicts;
+    Requisite = toString unit.requisite;
+    Documentation = toString unit.documentation;
+    OnFailure = toString unit.onFailure;
+    OnSuccess = toString unit.onSuccess;
+  } // unit.unitConfig);
+
+  unitText = unit: lines:
+    "[Unit]\n" + unitSection unit + "\n" + lines
+    + lib.optionalString (unit.wantedBy != [ ]) "\n[Install]\nWantedBy=${toString unit.wantedBy}\n";
+
+  # a script option as a program: `set -e`, then the text (writeShellScriptBin)
+  scriptName = name: lib.replaceStrings [ "\\" "@" ] [ "-" "_" ] name;
+  scriptPath = name: "${scriptDir}/unit-script-${scriptName name}/bin/${scriptName name}";
+  scriptText = text: "#!${pkgs.runtimeShell or "/bin/bash"}\nset -e\n\n${text}\n";
+  jobScripts = name: unit: lib.filterAttrs (_: v: v.text != "") {
+    ExecStartPre = { name = "${name}-pre-start"; text = unit.preStart; list = true; };
+    ExecStart = { name = "${name}-start"; text = unit.script; list = false; };
+    ExecStartPost = { name = "${name}-post-start"; text = unit.postStart; list = true; };
+    ExecStop = { name = "${name}-pre-stop"; text = unit.preStop; list = false; };
+    ExecStopPost = { name = "${name}-post-stop"; text = unit.postStop; list = false; };
   };
 
-  # modules, with their imports, called with the final config
-  collect = m:
+  serviceText = name: unit:
     let
-      f = if builtins.isPath m || builtins.isString m then import m else m;
-      r = if builtins.isFunction f then f { inherit config lib; pkgs = { }; } else f;
-      shaped = if r ? options || r ? config || r ? imports then r else { config = r; };
+      svc = service unit;
+      scripts = jobScripts name unit;
+      exec = lib.mapAttrs (key: s: if s.list then [ (scriptPath s.name) ] else
+        "${scriptPath s.name}${lib.optionalString (key == "ExecStart") " ${unit.scriptArgs}"}") scripts;
     in
-    [ shaped ] ++ concatMap collect (shaped.imports or [ ]);
-  modules = collect ../../nixos-modules ++ collect nixos ++ [ { config = settings; } ];
+    unitText unit (
+      "[Service]\n"
+      + lib.concatMapStrings (n: "Environment=${builtins.toJSON "${n}=${svc.environment.${n}}"}\n")
+        (builtins.attrNames svc.environment)
+      + (if unit.reloadIfChanged then "X-ReloadIfChanged=true\n"
+         else lib.optionalString (!unit.restartIfChanged) "X-RestartIfChanged=false\n")
+      + lib.optionalString (!unit.stopIfChanged) "X-StopIfChanged=false\n"
+      + section (unit.serviceConfig // exec));
 
-  # declarations: one tree of options
-  mergeDecls = a: b: a // mapAttrs (n: v: if a ? ${n} && !(isOption v) then mergeDecls a.${n} v else v) b;
-  decls = foldl' mergeDecls { } (map (m: m.options or { }) modules);
+  socketText = unit: unitText unit (
+    "[Socket]\n"
+    + lib.concatMapStrings (s: "ListenStream=${s}\n") unit.listenStreams
+    + lib.concatMapStrings (s: "ListenDatagram=${s}\n") unit.listenDatagrams
+    + section unit.socketConfig);
 
-  # the definitions found at `path` in one module's config, mkIf/mkMerge
-  # pushed down; a condition is read only where its content defines `path`
-  # (as in nixpkgs: `config = mkIf cfg.enable …` may read other options)
-  defsAt = path: c:
-    if is "if" c then
-      (let inner = defsAt path c.content; in if length inner == 0 || !c.condition then [ ] else inner)
-    else if is "merge" c then concatMap (defsAt path) c.contents
-    else if path == [ ] then [ c ]
-    else if isAttrs c && !(c ? _type) && c ? ${head path} then defsAt (tail path) c.${head path}
-    else [ ];
-
-  priority = d: if is "override" d then d.priority else 100;
-  strip = d: if is "override" d then strip d.content else d;
-  # lists concatenate, attribute sets merge per name, equal values agree
-  mergeValues = path: a: b:
-    if isList a && isList b then a ++ b
-    else if isAttrs a && isAttrs b && !(a ? outPath) then
-      a // mapAttrs (n: v: if a ? ${n} then mergeValues (path ++ [ n ]) a.${n} v else v) b
-    else if a == b then a
-    else throw "conflicting definitions of ${builtins.concatStringsSep "." path}";
-
-  valueOf = path: opt:
-    let
-      defs = concatMap (m: defsAt path (m.config or { })) modules;
-      best = foldl' (p: d: if priority d < p then priority d else p) 1500 defs;
-      chosen = map strip (filter (d: priority d == best) defs);
-    in
-    if chosen == [ ] then (if opt ? default then opt.default else throw "option ${builtins.concatStringsSep "." path} is used but not set")
-    else foldl' (mergeValues path) (head chosen) (tail chosen);
-
-  build = path: tree: mapAttrs (n: v: if isOption v then valueOf (path ++ [ n ]) v else build (path ++ [ n ]) v) tree;
-  config = build [ ] decls;
-
-  # every definition must land on a declared option
-  checkDefined = path: tree: c:
-    if is "if" c then checkDefined path tree c.content
-    else if is "merge" c then concatMap (checkDefined path tree) c.contents
-    else if isOption tree then [ ]
-    else if isAttrs c && !(c ? _type) then
-      concatMap (n: if tree ? ${n} then checkDefined (path ++ [ n ]) tree.${n} c.${n} else [ (builtins.concatStringsSep "." (path ++ [ n ])) ]) (attrNames c)
-    else [ ];
-  unknown = concatMap (m: checkDefined [ ] decls (m.config or { })) modules;
+  services = enabled config.systemd.services;
+  sockets = enabled config.systemd.sockets;
 in
-if unknown != [ ] then throw "undeclared options: ${builtins.concatStringsSep ", " unknown}"
-else {
-  services = config.systemd.services;
-  sockets = config.systemd.sockets;
-  inherit (config) fileSystems;
+{
+  # unit files by name, and the scripts they run (by path under scriptDir)
+  unitFiles = lib.mapAttrs' (n: u: lib.nameValuePair "${n}.service" (serviceText n u)) services
+    // lib.mapAttrs' (n: u: lib.nameValuePair "${n}.socket" (socketText u)) sockets;
+  scripts = lib.listToAttrs (lib.concatLists (lib.mapAttrsToList (n: u: lib.mapAttrsToList
+    (_: s: lib.nameValuePair "unit-script-${scriptName s.name}/bin/${scriptName s.name}" (scriptText s.text))
+    (jobScripts n u)) services));
+
+  services = lib.mapAttrs (_: service) (enabled config.systemd.services);
+  sockets = lib.mapAttrs (_: socket) (enabled config.systemd.sockets);
+  fileSystems = lib.mapAttrs (_: fs: { inherit (fs) mountPoint device fsType options depends; }) config.fileSystems;
   tmpfiles = config.systemd.tmpfiles.rules;
   nixSettings = config.nix.settings;
   environment = config.environment.variables;
-  failedAssertions = map (a: a.message) (filter (a: !a.assertion) config.assertions);
+  failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
 }

@@ -1,9 +1,16 @@
 //! The NixOS modules' systemd units, run here without systemd (this
 //! machine has neither systemd as PID 1 nor nixpkgs).
 //!
-//! `nix/eval-units.nix` evaluates `nixos-modules/` with Nix 2.8; each
-//! service is then started the way systemd would start it: the unit's
-//! environment only, `StateDirectory`/`CacheDirectory` made and passed in
+//! `nix/eval-units.nix` evaluates `nixos-modules/` with Nix 2.8 and
+//! nixpkgs' own module system, and writes the unit files and their scripts
+//! as NixOS does; the packages the units name (and NixOS puts on every
+//! service's PATH) are directories made from Debian's packages, each
+//! holding exactly the programs its Debian package ships, so a tool a
+//! unit's script uses but its `path` lacks is missing here too. Each
+//! service is then started from its unit file the way systemd would start
+//! it: its `Environment=` only (PATH as NixOS builds it from `path`),
+//! `ExecStartPre=` programs, then `ExecStart=`,
+//! `StateDirectory`/`CacheDirectory` made and passed in
 //! `STATE_DIRECTORY`/`CACHE_DIRECTORY`,
 //! `preStart` first, the socket unit's listening socket made by us and
 //! passed as fd 3 (`LISTEN_FDS`/`LISTEN_PID`) — and kept open across
@@ -43,23 +50,116 @@ const NAMESPACING: &[&str] = &[
     "MountFlags",
 ];
 
-/// `nixos-modules/` evaluated with `settings` (a Nix attribute set) by
-/// `nix/eval-units.nix`: services, sockets, fileSystems, tmpfiles,
-/// nixSettings, environment. Panics on an evaluation error or a failed
-/// assertion.
+/// The nixpkgs packages the modules and NixOS's service PATH name, and the
+/// Debian packages whose programs stand in for each.
+const PACKAGES: &[(&str, &[&str])] = &[
+    ("coreutils", &["coreutils"]),
+    ("findutils", &["findutils"]),
+    ("gnugrep", &["grep"]),
+    ("gnused", &["sed"]),
+    ("systemd", &["systemd"]),
+    ("util-linux", &["util-linux", "mount"]),
+    ("nix", &["nix-bin"]),
+];
+
+/// nixpkgs' `lib` (the module system): `SNIX_NIXPKGS_LIB`, else the copy
+/// beside this repository (`../shared/nixpkgs-lib/lib`) or in /work/shared.
+pub fn nixpkgs_lib() -> PathBuf {
+    if let Some(p) = std::env::var_os("SNIX_NIXPKGS_LIB") {
+        return PathBuf::from(p);
+    }
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/nixpkgs-lib/lib");
+    [beside, PathBuf::from("/work/shared/nixpkgs-lib/lib")]
+        .into_iter()
+        .find(|p| p.join("default.nix").is_file())
+        .expect("the modules are evaluated with nixpkgs' lib: set SNIX_NIXPKGS_LIB to a nixpkgs lib/ directory")
+}
+
+/// Makes, under `dir`, one directory per entry of [`PACKAGES`] laid out
+/// like a package: `bin/` and `sbin/` with a link to each program its
+/// Debian packages ship (none for a package not installed). Returns the
+/// Nix attribute set naming them, plus `snix = package`.
+pub fn debian_packages(dir: &Path, package: &Path) -> String {
+    let mut set = format!("{{ snix = \"{}\";", package.display());
+    for (name, debian) in PACKAGES {
+        let pkg = dir.join(name);
+        let _ = std::fs::remove_dir_all(&pkg);
+        for sub in ["bin", "sbin"] {
+            std::fs::create_dir_all(pkg.join(sub)).unwrap();
+        }
+        for deb in *debian {
+            let out = Command::new("dpkg-query").args(["-L", deb]).stderr(Stdio::null()).output().unwrap();
+            for file in String::from_utf8_lossy(&out.stdout).lines() {
+                let sub = match Path::new(file).parent().and_then(|d| d.file_name()).and_then(|d| d.to_str()) {
+                    Some(d @ ("bin" | "sbin")) => d,
+                    _ => continue,
+                };
+                let (target, name) = (Path::new(file), Path::new(file).file_name().unwrap());
+                if target.is_file() && !pkg.join(sub).join(name).exists() {
+                    std::os::unix::fs::symlink(target, pkg.join(sub).join(name)).unwrap();
+                }
+            }
+        }
+        set.push_str(&format!(" \"{name}\" = \"{}\";", pkg.display()));
+    }
+    set.push_str(" }");
+    set
+}
+
+/// A unit file: its (section, key, value) lines, in order.
+fn parse_unit(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut lines = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+        } else if let Some((k, v)) = line.split_once('=') {
+            lines.push((section.clone(), k.to_string(), v.to_string()));
+        }
+    }
+    lines
+}
+
+/// The values of `key` in `section` of a parsed unit, in order.
+fn unit_values<'a>(unit: &'a [(String, String, String)], section: &str, key: &str) -> Vec<&'a str> {
+    unit.iter().filter(|(s, k, _)| s == section && k == key).map(|(_, _, v)| v.as_str()).collect()
+}
+
+/// `nixos-modules/` evaluated with `settings` (a NixOS module: an
+/// attribute set, or a function of `{ pkgs, ... }` where `pkgs.snix` is
+/// the package) by `nix/eval-units.nix`: services, sockets, fileSystems,
+/// tmpfiles, nixSettings, environment. Panics on an evaluation error or a
+/// failed assertion.
 pub fn evaluate_modules(settings: &str) -> Value {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("nix/eval-units.nix");
-    let out = crate::judge::nix_cmd("nix-instantiate")
-        .args(["--eval", "--strict", "--json"])
-        .arg(&file)
-        .args(["--arg", "settings", settings])
-        .stdin(Stdio::null())
-        .output()
-        .expect("running nix-instantiate");
+    // (only evaluated: nothing runs from these)
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let pkgs = debian_packages(dir, &dir.join("snix"));
+    let out = evaluate_modules_raw(settings, &pkgs, &dir.join("unit-scripts"));
     assert!(out.status.success(), "evaluating the modules: {}", String::from_utf8_lossy(&out.stderr));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["failedAssertions"], Value::Array(vec![]), "failed assertions");
     json
+}
+
+/// Runs `nix/eval-units.nix` on `settings` with the packages `pkgs` (a Nix
+/// attribute set of directories), the units' scripts to be put under
+/// `script_dir`: its output, success or not.
+pub fn evaluate_modules_raw(settings: &str, pkgs: &str, script_dir: &Path) -> std::process::Output {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("nix/eval-units.nix");
+    crate::judge::nix_cmd("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(&file)
+        .arg("--arg")
+        .arg("nixpkgsLib")
+        .arg(nixpkgs_lib())
+        .args(["--arg", "settings", settings, "--arg", "pkgs", pkgs])
+        .arg("--argstr")
+        .arg("scriptDir")
+        .arg(script_dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running nix-instantiate")
 }
 
 /// The evaluated units of one configuration, living under `root` (a shared
@@ -77,8 +177,8 @@ impl Units {
     pub fn evaluate(root: &Path, package: &Path, extra: &str) -> Units {
         let r = root.display();
         let settings = format!(
-            r#"{{ services.snix = {{
-                package = "{pkg}";
+            r#"{{ pkgs, ... }}: {{ services.snix = {{
+                package = pkgs.snix;
                 runtimeDirectory = "{r}/run/snix";
                 castore.enable = true;
                 store.enable = true;
@@ -87,9 +187,22 @@ impl Units {
                 nix-daemon.enable = true;
               }};
               {extra} }}"#,
-            pkg = package.display(),
         );
-        let json = evaluate_modules(&settings);
+        let pkgs = debian_packages(&root.join("packages"), package);
+        let scripts = root.join("unit-scripts");
+        let out = evaluate_modules_raw(&settings, &pkgs, &scripts);
+        assert!(out.status.success(), "evaluating the modules: {}", String::from_utf8_lossy(&out.stderr));
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["failedAssertions"], Value::Array(vec![]), "failed assertions");
+        // the unit files and their scripts where systemd and the units find them
+        for (dir, files) in [(root.join("units"), &json["unitFiles"]), (scripts, &json["scripts"])] {
+            for (name, text) in files.as_object().unwrap() {
+                let file = dir.join(name);
+                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                std::fs::write(&file, text.as_str().unwrap()).unwrap();
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
         // systemd makes / a shared mount, so a namespaced unit's copies of
         // later mounts follow the host's unmounts; this machine's / is
         // private: make `root` a shared mount of its own to match.
@@ -115,43 +228,51 @@ impl Units {
         pkg
     }
 
-    /// Starts service `name` (`snix-castore`, …) and waits for READY=1.
+    /// Starts service `name` (`snix-castore`, …) from its unit file and
+    /// waits for READY=1.
     pub fn start(&self, name: &str) -> Service {
-        let unit = &self.json["services"][name];
-        assert!(unit.is_object(), "no service {name}");
-        let config = &unit["serviceConfig"];
-        assert_eq!(config["Type"], "notify", "{name}");
-        let listener = self.json["sockets"][name]["listenStreams"].as_array().map(|streams| {
+        let read = |file: &str| std::fs::read_to_string(self.root.join("units").join(file)).ok();
+        let unit = parse_unit(&read(&format!("{name}.service")).unwrap_or_else(|| panic!("no service {name}")));
+        let one = |key: &str| unit_values(&unit, "Service", key).last().copied();
+        assert_eq!(one("Type"), Some("notify"), "{name}");
+        let listener = read(&format!("{name}.socket")).map(|text| {
+            let socket = parse_unit(&text);
+            let streams = unit_values(&socket, "Socket", "ListenStream");
             assert_eq!(streams.len(), 1, "{name}: one socket");
-            let path = PathBuf::from(streams[0].as_str().unwrap());
+            let path = PathBuf::from(streams[0]);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             let _ = std::fs::remove_file(&path);
             let l = UnixListener::bind(&path).unwrap();
-            let mode = self.json["sockets"][name]["socketConfig"]["SocketMode"].as_str().unwrap_or("0666");
+            let mode = unit_values(&socket, "Socket", "SocketMode").last().copied().unwrap_or("0666");
             let mode = u32::from_str_radix(mode, 8).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             (l, path)
         });
-        let mut env: Vec<(String, String)> = vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())];
-        if let Some(obj) = unit["environment"].as_object() {
-            env.extend(obj.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())));
-        }
+        // the unit's Environment= is all it gets, PATH included
+        let mut env: Vec<(String, String)> = unit_values(&unit, "Service", "Environment")
+            .into_iter()
+            .map(|v| {
+                let v: String = if v.starts_with('"') { serde_json::from_str(v).unwrap() } else { v.to_string() };
+                let (k, v) = v.split_once('=').expect("Environment=NAME=value");
+                (k.to_string(), v.to_string())
+            })
+            .collect();
         for (option, base, var) in
             [("StateDirectory", "var/lib", "STATE_DIRECTORY"), ("CacheDirectory", "var/cache", "CACHE_DIRECTORY")]
         {
-            if let Some(dir) = config[option].as_str() {
+            if let Some(dir) = one(option) {
                 let made = self.root.join(base).join(dir);
                 std::fs::create_dir_all(&made).unwrap();
                 env.push((var.into(), made.display().to_string()));
             }
         }
-        let namespaced = NAMESPACING.iter().any(|o| !config[*o].is_null() && config[*o] != false);
+        let namespaced = NAMESPACING.iter().any(|o| one(o).is_some_and(|v| v != "false"));
         let logs = self.root.join("log");
         std::fs::create_dir_all(&logs).unwrap();
         let mut s = Service {
             name: name.to_string(),
-            exec_start: config["ExecStart"].as_str().unwrap().to_string(),
-            pre_start: unit["preStart"].as_str().map(str::to_string),
+            exec_start: one("ExecStart").expect("ExecStart=").to_string(),
+            exec_start_pre: unit_values(&unit, "Service", "ExecStartPre").into_iter().map(str::to_string).collect(),
             env,
             listener,
             namespaced,
@@ -174,7 +295,8 @@ impl Drop for Units {
 pub struct Service {
     pub name: String,
     exec_start: String,
-    pre_start: Option<String>,
+    /// programs run before ExecStart, each must succeed (no shell, as systemd)
+    exec_start_pre: Vec<String>,
     env: Vec<(String, String)>,
     listener: Option<(UnixListener, PathBuf)>,
     namespaced: bool,
@@ -191,9 +313,8 @@ impl Service {
 
     fn spawn(&mut self) {
         let log = || File::options().create(true).append(true).open(&self.log).unwrap();
-        if let Some(pre) = &self.pre_start {
-            let st = Command::new("sh")
-                .args(["-ec", pre])
+        for pre in &self.exec_start_pre {
+            let st = Command::new(pre)
                 .env_clear()
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
@@ -201,7 +322,12 @@ impl Service {
                 .stderr(log())
                 .status()
                 .unwrap();
-            assert!(st.success(), "{}: preStart failed: {}", self.name, std::fs::read_to_string(&self.log).unwrap());
+            assert!(
+                st.success(),
+                "{}: ExecStartPre {pre} failed: {}",
+                self.name,
+                std::fs::read_to_string(&self.log).unwrap()
+            );
         }
         let _ = std::fs::remove_file(&self.notify);
         let notify = UnixDatagram::bind(&self.notify).unwrap();
@@ -215,11 +341,11 @@ impl Service {
         script.push_str("exec ");
         script.push_str(&self.exec_start);
         let mut cmd = if self.namespaced {
-            let mut c = Command::new("unshare");
-            c.args(["--mount", "--propagation", "slave", "sh", "-c", &script]);
+            let mut c = Command::new("/usr/bin/unshare");
+            c.args(["--mount", "--propagation", "slave", "/bin/sh", "-c", &script]);
             c
         } else {
-            let mut c = Command::new("sh");
+            let mut c = Command::new("/bin/sh");
             c.args(["-c", &script]);
             c
         };

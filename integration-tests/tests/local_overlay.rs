@@ -66,8 +66,8 @@ fn the_how_to_works_with_nix_2_26_and_check_mount_on() {
     // the store URL and the overlay's options as the NixOS modules make them
     let i = inside.display();
     let modules = integration_tests::units::evaluate_modules(&format!(
-        r#"{{ services.snix = {{
-            package = "/unused";
+        r#"{{ pkgs, ... }}: {{ services.snix = {{
+            package = pkgs.snix;
             mount = {{ enable = true; mountPoint = "{i}/mnt"; }};
             nix-daemon = {{ enable = true; socket = "{i}/nix-daemon.sock"; }};
             localOverlay = {{ enable = true; root = "{i}/merged"; upperLayer = "{i}/upper/nix/store"; workDir = "{i}/work"; }};
@@ -243,7 +243,7 @@ fn nix_2_34_s_daemon_over_our_lower_store_passes_nix_s_own_checks() {
     // this run's own /nix, /opt and /run
     let fresh = tmp.path().join("fresh");
     let pre = format!(
-        r#"mkdir -p "$R/snix" {f}/nix {f}/opt
+        r#"mkdir -p "$R/snix" "$R/nix" "$R/opt" {f}/nix {f}/opt
 mount --rbind {s} "$R/snix"
 mount --bind {f}/nix "$R/nix"
 mount --bind {f}/opt "$R/opt"

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use integration_tests::judge::require_nix;
-use integration_tests::units::evaluate_modules;
+use integration_tests::units::{debian_packages, evaluate_modules, evaluate_modules_raw};
 use serde_json::Value;
 
 fn strings(v: &Value) -> Vec<&str> {
@@ -18,7 +18,7 @@ fn strings(v: &Value) -> Vec<&str> {
 fn units_are_ordered_and_socket_activated() {
     require_nix();
     let m = evaluate_modules(
-        r#"{ services.snix = { package = "/pkg"; castore.enable = true; store.enable = true;
+        r#"{ pkgs, ... }: { services.snix = { package = pkgs.snix; castore.enable = true; store.enable = true;
               mount.enable = true; nix-daemon.enable = true; localOverlay.enable = true; }; }"#,
     );
     let s = &m["services"];
@@ -47,8 +47,96 @@ fn units_are_ordered_and_socket_activated() {
             assert!(strings(&s[unit]["requires"]).contains(&format!("{unit}.socket").as_str()), "{unit}");
         }
     }
+    // a NixOS service's PATH is coreutils, findutils, grep, sed and systemd
+    // plus its `path`: the mount's preStart needs umount from util-linux
+    let mount_path = s["snix-mount"]["environment"]["PATH"].as_str().unwrap();
+    assert!(mount_path.split(':').any(|d| d.ends_with("/util-linux/bin")), "{mount_path}");
+    // socket-activated daemons are not stopped while a switch replaces them
+    // (their socket holds connections meanwhile), as nixpkgs does for its nix-daemon
+    for unit in ["snix-castore", "snix-store", "snix-nix-daemon"] {
+        assert_eq!(s[unit]["stopIfChanged"], false, "{unit}");
+    }
+    // the unit files, as NixOS writes them
+    let file = |name: &str| m["unitFiles"][name].as_str().unwrap_or_else(|| panic!("no unit file {name}")).to_string();
+    let socket = file("snix-castore.socket");
+    assert!(socket.contains("[Socket]\nListenStream=/run/snix/snix-castore.sock\nSocketMode=0660\n"), "{socket}");
+    assert!(socket.ends_with("[Install]\nWantedBy=sockets.target\n"), "{socket}");
+    let castore = file("snix-castore.service");
+    assert!(
+        castore.contains("\nRequires=snix-castore.socket\n") && castore.contains("\nX-StopIfChanged=false\n"),
+        "{castore}"
+    );
+    let mount = file("snix-mount.service");
+    let pre = mount.lines().find_map(|l| l.strip_prefix("ExecStartPre=")).expect("the mount's preStart");
+    let script = m["scripts"][pre.split("/unit-scripts/").nth(1).unwrap()].as_str().unwrap();
+    assert!(script.starts_with("#!/bin/bash\nset -e\n") && script.contains("umount -l"), "{script}");
+    assert!(mount.contains("Environment=\"PATH=") && mount.contains("/util-linux/sbin:"), "{mount}");
     // the daemons' clients find the store daemon wherever its socket is
     for unit in ["snix-mount", "snix-nix-daemon"] {
         assert_eq!(s[unit]["environment"]["PATH_INFO_SERVICE_ADDR"], "grpc+unix:///run/snix/snix-store.sock");
     }
+}
+
+/// What the module system says about `settings`, which it must refuse.
+fn refused(settings: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let pkgs = debian_packages(dir.path(), &dir.path().join("snix"));
+    let out = evaluate_modules_raw(settings, &pkgs, &dir.path().join("unit-scripts"));
+    assert!(!out.status.success(), "accepted: {settings}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+#[ignore = "needs nix"]
+fn wrong_types_and_unknown_options_are_refused_by_the_module_system() {
+    require_nix();
+    // a string is not a package (the stand-in this replaced let it pass)
+    let e = refused(r#"{ services.snix = { package = "/pkg"; castore.enable = true; }; }"#);
+    assert!(e.contains("is not of type `package'"), "{e}");
+    let e = refused(
+        r#"{ pkgs, ... }: { services.snix = { package = pkgs.snix; nix-daemon = { enable = true; socketMode = "rw-rw----"; }; }; }"#,
+    );
+    assert!(e.contains("services.snix.nix-daemon.socketMode") && e.contains("is not of type"), "{e}");
+    let e = refused(r#"{ pkgs, ... }: { services.snix = { package = pkgs.snix; mount.threds = 4; }; }"#);
+    assert!(e.contains("The option `services.snix.mount.threds' does not exist"), "{e}");
+    let e = refused(
+        r#"{ pkgs, ... }: { services.snix = { package = pkgs.snix; mount = { enable = true; threads = 0; }; }; }"#,
+    );
+    assert!(e.contains("services.snix.mount.threads") && e.contains("is not of type `positive integer"), "{e}");
+    // what NixOS options accept is checked too: a unit name must be one
+    let e = refused(
+        r#"{ pkgs, ... }: { services.snix = { package = pkgs.snix; castore.enable = true; };
+             systemd.services.snix-castore.after = [ "not a unit" ]; }"#,
+    );
+    assert!(e.contains("systemd.services.snix-castore.after"), "{e}");
+    // and a directive's value systemd does not know
+    let e = refused(
+        r#"{ pkgs, lib, ... }: { services.snix = { package = pkgs.snix; castore.enable = true; };
+             systemd.services.snix-castore.serviceConfig.Restart = lib.mkForce "sometimes"; }"#,
+    );
+    assert!(e.contains("Restart=sometimes") && e.contains("serviceConfig"), "{e}");
+}
+
+/// The module inside README's NixOS example (the flake's `({ pkgs, ... }: { … })`).
+fn readme_module() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme.split("\n## NixOS\n").nth(1).unwrap().split("\n## ").next().unwrap();
+    let start = section.find("({ pkgs, ... }: {").expect("README's NixOS example has a module");
+    let end = start + section[start..].find("\n        })").expect("the module ends");
+    format!("{}\n}})", &section[start..end])
+}
+
+#[test]
+#[ignore = "needs nix"]
+fn the_readme_example_evaluates() {
+    require_nix();
+    // as written, plus the package nixpkgs would build from this repository
+    let m = evaluate_modules(&format!(
+        "[ {} ({{ pkgs, ... }}: {{ services.snix.package = pkgs.snix; }}) ]",
+        readme_module()
+    ));
+    for unit in ["snix-castore", "snix-store", "snix-mount", "snix-nix-daemon", "nix-daemon"] {
+        assert!(m["services"][unit].is_object(), "{unit} missing");
+    }
+    assert_eq!(m["nixSettings"]["store"].as_str().unwrap().split('?').next(), Some("local-overlay://"));
 }
