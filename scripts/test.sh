@@ -21,6 +21,12 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
     apt-get update -qq </dev/null
     apt-get install -y -qq "${apt_packages[@]}" </dev/null >/dev/null
 fi
+# qemu for the VM test, without its recommends (a desktop's worth)
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+    echo "test.sh: installing qemu-system-x86"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 </dev/null >/dev/null ||
+        { apt-get update -qq </dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 </dev/null >/dev/null; }
+fi
 
 # Every Nix expression we ship must at least parse.
 for f in flake.nix default.nix nixos-modules/*.nix integration-tests/nix/*.nix; do
@@ -45,6 +51,8 @@ echo "test.sh: buf lint and buf breaking (against $against) passed"
 for suite in bullseye trixie sid; do
     bash scripts/debian-chroot.sh "$suite" >/dev/null
 done
+# and the VM test's image (scripts/vm-image.sh), made once
+bash scripts/vm-image.sh >/dev/null
 
 # Style and lints first: cheap, and a failure here needs no test run.
 cargo fmt --all --check
@@ -76,6 +84,13 @@ cargo test --workspace --locked --no-fail-fast -- --include-ignored </dev/null 2
 echo "test.sh: snix-mount's tests with SNIX_MOUNT_PASSTHROUGH=never"
 SNIX_MOUNT_PASSTHROUGH=never cargo test -p snix-fuse-mount --locked --test mount -- --include-ignored </dev/null 2>&1 \
     | tee -a "$log" || status=$?
+# the stack under a real systemd, in a VM (scripts/vm-test.sh; bounded by
+# its own timeout): the binaries cargo test just built, the modules' units
+echo "test.sh: the VM test (systemd as PID 1)"
+vm_status=0
+bash scripts/vm-test.sh target/debug </dev/null 2>&1 | tee -a "$log" || vm_status=$?
+[ "$vm_status" -eq 0 ] || status=$vm_status
+echo "test result: $([ "$vm_status" -eq 0 ] && echo "ok. 1 passed; 0 failed" || echo "FAILED. 0 passed; 1 failed"); 0 ignored (vm-test.sh)" | tee -a "$log"
 # what the client and load tests saw (a passing test's output is not shown)
 for report in clients load; do
     if [ -f "target/tmp/$report-report.txt" ]; then

@@ -113,6 +113,13 @@ let
     + lib.concatMapStrings (s: "ListenDatagram=${s}\n") unit.listenDatagrams
     + section unit.socketConfig);
 
+  # nix.conf values: lists space-separated, booleans as words, null empty
+  confValue = v:
+    if builtins.isList v then lib.concatMapStringsSep " " confValue v
+    else if v == true then "true" else if v == false then "false"
+    else if v == null then "" else toString v;
+  escapeFstab = lib.replaceStrings [ " " "\t" ] [ "\\040" "\\011" ];
+
   services = enabled config.systemd.services;
   sockets = enabled config.systemd.sockets;
 in
@@ -128,6 +135,15 @@ in
   sockets = lib.mapAttrs (_: socket) (enabled config.systemd.sockets);
   fileSystems = lib.mapAttrs (_: fs: { inherit (fs) mountPoint device fsType options depends; }) config.fileSystems;
   tmpfiles = config.systemd.tmpfiles.rules;
+  # the files NixOS writes from these: /etc/nix/nix.conf, /etc/fstab lines,
+  # a tmpfiles.d file
+  nixConf = lib.concatStrings (lib.mapAttrsToList (k: v: "${k} = ${confValue v}\n")
+    (lib.filterAttrs (k: _: !(lib.hasPrefix "extra-" k)) config.nix.settings)
+    ++ lib.mapAttrsToList (k: v: "${k} = ${confValue v}\n") (lib.filterAttrs (k: _: lib.hasPrefix "extra-" k) config.nix.settings));
+  fstab = lib.concatStrings (lib.mapAttrsToList (_: fs:
+    "${escapeFstab (if fs.device == null then "none" else fs.device)} ${escapeFstab fs.mountPoint} ${fs.fsType} ${escapeFstab (lib.concatStringsSep "," fs.options)} 0 0\n")
+    (lib.filterAttrs (_: fs: fs.enable) config.fileSystems));
+  tmpfilesConf = lib.concatMapStrings (r: r + "\n") config.systemd.tmpfiles.rules;
   nixSettings = config.nix.settings;
   environment = config.environment.variables;
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);

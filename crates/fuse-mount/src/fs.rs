@@ -602,6 +602,11 @@ impl Filesystem for SnixFs {
         }
     }
 
+    /// Called on every close(2): read-only files have nothing to write back.
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
     fn release(
         &self,
         _req: &Request,
