@@ -7,6 +7,8 @@ let
   store = config.services.snix.store;
   inherit (lib) mkOption mkEnableOption mkIf types escapeShellArgs optional optionals;
   storeAddrs = import ./store-addrs.nix { inherit lib store; };
+  # the mount point as one shell (and ExecStart) word
+  mountPointArg = lib.escapeShellArg cfg.mountPoint;
 in
 {
   options.services.snix.mount = {
@@ -65,14 +67,14 @@ in
       # coreutils, findutils, grep, sed and systemd besides `path`
       path = [ pkgs.util-linux ];
       preStart = ''
-        mkdir -p ${lib.escapeShellArg cfg.mountPoint}
+        mkdir -p ${mountPointArg}
         # a mount left by a killed instance ("Transport endpoint is not
         # connected"): clear it, or fail here, visibly
-        if ! ls ${lib.escapeShellArg cfg.mountPoint} >/dev/null 2>&1; then umount -l ${lib.escapeShellArg cfg.mountPoint}; fi
+        if ! ls ${mountPointArg} >/dev/null 2>&1; then umount -l ${mountPointArg}; fi
       '';
       serviceConfig = {
         Type = "notify";
-        ExecStart = "${cfg.package}/bin/snix-mount ${lib.escapeShellArg cfg.mountPoint} --threads ${toString cfg.threads} "
+        ExecStart = "${cfg.package}/bin/snix-mount ${mountPointArg} --threads ${toString cfg.threads} "
           + escapeShellArgs (optionals cfg.listRoot [ "--list-root" ] ++ optionals cfg.allowOther [ "--allow-other" ]
             # (the default, auto, is not spelled out: a previous release
             # without the flag runs this unit too, in a rolling downgrade)

@@ -43,19 +43,18 @@ done
 # nixpkgs' packages the units name, as the image's Debian packages: a
 # directory each, with exactly the programs its Debian packages ship
 pkgs="{ snix = \"/payload/snix\";"
-for entry in coreutils:coreutils findutils:findutils gnugrep:grep gnused:sed systemd:systemd \
-    util-linux:util-linux,mount nix:nix-bin; do
-    name=${entry%%:*}
+# (the same list src/units.rs reads)
+while read -r name debs; do
+    case $name in '#'* | '') continue ;; esac
     mkdir -p "$P/packages/$name/bin" "$P/packages/$name/sbin"
-    debs=${entry#*:}
-    for d in ${debs//,/ }; do
+    for d in $debs; do
         dpkg-query --admindir="$image/dpkg" -L "$d" | grep -E '/s?bin/[^/]+$' | while read -r f; do
             sub=$(basename "$(dirname "$f")")
             [ -e "$P/packages/$name/$sub/$(basename "$f")" ] || ln -s "$f" "$P/packages/$name/$sub/$(basename "$f")"
         done
     done
     pkgs+=" \"$name\" = \"/payload/packages/$name\";"
-done
+done <integration-tests/nix/debian-packages.txt
 pkgs+=" }"
 
 # the deployment, as a NixOS user writes it

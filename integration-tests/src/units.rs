@@ -51,16 +51,9 @@ const NAMESPACING: &[&str] = &[
 ];
 
 /// The nixpkgs packages the modules and NixOS's service PATH name, and the
-/// Debian packages whose programs stand in for each.
-const PACKAGES: &[(&str, &[&str])] = &[
-    ("coreutils", &["coreutils"]),
-    ("findutils", &["findutils"]),
-    ("gnugrep", &["grep"]),
-    ("gnused", &["sed"]),
-    ("systemd", &["systemd"]),
-    ("util-linux", &["util-linux", "mount"]),
-    ("nix", &["nix-bin"]),
-];
+/// Debian packages whose programs stand in for each (shared with
+/// scripts/vm-test.sh): `nixpkgs-name debian-package…` per line.
+const PACKAGES: &str = include_str!("../nix/debian-packages.txt");
 
 /// nixpkgs' `lib` (the module system): `SNIX_NIXPKGS_LIB`, else the copy
 /// beside this repository (`../shared/nixpkgs-lib/lib`) or in /work/shared.
@@ -81,13 +74,14 @@ pub fn nixpkgs_lib() -> PathBuf {
 /// Nix attribute set naming them, plus `snix = package`.
 pub fn debian_packages(dir: &Path, package: &Path) -> String {
     let mut set = format!("{{ snix = \"{}\";", package.display());
-    for (name, debian) in PACKAGES {
+    let entries = PACKAGES.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty());
+    for (name, debian) in entries.map(|l| l.split_once(' ').expect("name and Debian packages")) {
         let pkg = dir.join(name);
         let _ = std::fs::remove_dir_all(&pkg);
         for sub in ["bin", "sbin"] {
             std::fs::create_dir_all(pkg.join(sub)).unwrap();
         }
-        for deb in *debian {
+        for deb in debian.split_whitespace() {
             let out = Command::new("dpkg-query").args(["-L", deb]).stderr(Stdio::null()).output().unwrap();
             for file in String::from_utf8_lossy(&out.stdout).lines() {
                 let sub = match Path::new(file).parent().and_then(|d| d.file_name()).and_then(|d| d.to_str()) {
@@ -134,8 +128,14 @@ pub fn evaluate_modules(settings: &str) -> Value {
     // (only evaluated: nothing runs from these)
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let pkgs = debian_packages(dir, &dir.join("snix"));
-    let out = evaluate_modules_raw(settings, &pkgs, &dir.join("unit-scripts"));
+    evaluate_modules_in(settings, dir, &dir.join("snix"), &dir.join("unit-scripts"))
+}
+
+/// [`evaluate_modules`] with the package `package`, the stand-in packages
+/// made under `packages` and the units' scripts to be put under `script_dir`.
+fn evaluate_modules_in(settings: &str, packages: &Path, package: &Path, script_dir: &Path) -> Value {
+    let pkgs = debian_packages(packages, package);
+    let out = evaluate_modules_raw(settings, &pkgs, script_dir);
     assert!(out.status.success(), "evaluating the modules: {}", String::from_utf8_lossy(&out.stderr));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["failedAssertions"], Value::Array(vec![]), "failed assertions");
@@ -188,12 +188,8 @@ impl Units {
               }};
               {extra} }}"#,
         );
-        let pkgs = debian_packages(&root.join("packages"), package);
         let scripts = root.join("unit-scripts");
-        let out = evaluate_modules_raw(&settings, &pkgs, &scripts);
-        assert!(out.status.success(), "evaluating the modules: {}", String::from_utf8_lossy(&out.stderr));
-        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(json["failedAssertions"], Value::Array(vec![]), "failed assertions");
+        let json = evaluate_modules_in(&settings, &root.join("packages"), package, &scripts);
         // the unit files and their scripts where systemd and the units find them
         for (dir, files) in [(root.join("units"), &json["unitFiles"]), (scripts, &json["scripts"])] {
             for (name, text) in files.as_object().unwrap() {

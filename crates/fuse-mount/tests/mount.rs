@@ -55,6 +55,15 @@ fn import_corpus(daemon: &StoreDaemon) -> Vec<String> {
     daemon.snix_store(&args).lines().map(str::to_string).collect()
 }
 
+/// Imports a directory holding one file, `file`, with `data` (made under
+/// `scratch`); its store path.
+fn import_one_file(daemon: &StoreDaemon, scratch: &Path, data: &[u8]) -> String {
+    let src = scratch.join("one");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("file"), data).unwrap();
+    daemon.snix_store(&["import", path_str(&src)]).trim().to_string()
+}
+
 fn corpus_path<'a>(paths: &'a [String], name: &str) -> &'a str {
     paths.iter().find(|p| p.ends_with(&format!("-{name}"))).unwrap()
 }
@@ -548,10 +557,7 @@ fn reads_while_a_copy_is_made_are_right_near_and_far_from_it() {
     let tmp = tempfile::tempdir().unwrap();
     let daemon = StoreDaemon::start(&tmp.path().join("state"));
     let want = corpus::pseudo_random(7, 64 << 20);
-    let src = tmp.path().join("one");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("file"), &want).unwrap();
-    let path = daemon.snix_store(&["import", path_str(&src)]).trim().to_string();
+    let path = import_one_file(&daemon, tmp.path(), &want);
     let cache = tmp.path().join("cache");
     let cache_arg = path_str(&cache).to_string();
     let mount = Mount::start(&daemon, &tmp.path().join("mnt"), &["--cache-dir", &cache_arg]);
@@ -582,10 +588,7 @@ fn random_reads_of_a_file_never_read_fetch_only_the_pieces_they_touch() {
     let tmp = tempfile::tempdir().unwrap();
     let daemon = StoreDaemon::start(&tmp.path().join("state"));
     let want = corpus::pseudo_random(11, 64 << 20);
-    let src = tmp.path().join("one");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("file"), &want).unwrap();
-    let path = daemon.snix_store(&["import", path_str(&src)]).trim().to_string();
+    let path = import_one_file(&daemon, tmp.path(), &want);
     // no content cache: every read goes to the castore
     let mount = Mount::start(&daemon, &tmp.path().join("mnt"), &["--cache-size", "0"]);
     let f = std::fs::File::open(mount.dir.join(basename(&path)).join("file")).unwrap();

@@ -91,32 +91,34 @@ impl GrpcBlobService {
         }
     }
 
-    /// Reads a whole blob (or chunk), checked against `digest` if `verify`.
-    async fn read_verified(
-        mut client: BlobServiceClient<Channel>,
-        digest: B3Digest,
-        verify: bool,
-    ) -> io::Result<Option<Bytes>> {
-        let mut stream = match client.read(ReadBlobRequest { digest: digest.into(), offset: 0, length: 0 }).await {
+    /// Sends one Read and gathers what it streams back; `None` if the blob
+    /// is absent. A chunk usually arrives as one message: kept without copying.
+    async fn read_call(mut client: BlobServiceClient<Channel>, req: ReadBlobRequest) -> io::Result<Option<Bytes>> {
+        let mut stream = match client.read(req).await {
             Ok(r) => r.into_inner(),
             Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
             Err(s) => return Err(status_to_io(s)),
         };
-        let mut hasher = blake3::Hasher::new();
-        // a chunk usually arrives as one message: keep it without copying
         let mut parts: Vec<Bytes> = Vec::new();
         while let Some(msg) = stream.message().await.map_err(status_to_io)? {
-            if verify {
-                hasher.update(&msg.data);
-            }
             parts.push(msg.data);
         }
-        let data = match parts.len() {
+        Ok(Some(match parts.len() {
             0 => Bytes::new(),
             1 => parts.pop().expect("one part"),
             _ => parts.concat().into(),
-        };
-        if verify && B3Digest::from(hasher.finalize()) != digest {
+        }))
+    }
+
+    /// Reads a whole blob (or chunk), checked against `digest` if `verify`.
+    async fn read_verified(
+        client: BlobServiceClient<Channel>,
+        digest: B3Digest,
+        verify: bool,
+    ) -> io::Result<Option<Bytes>> {
+        let req = ReadBlobRequest { digest: digest.into(), offset: 0, length: 0 };
+        let Some(data) = Self::read_call(client, req).await? else { return Ok(None) };
+        if verify && B3Digest::of(&data) != digest {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("remote sent wrong data for blob {digest}"),
@@ -129,30 +131,16 @@ impl GrpcBlobService {
     /// them (only over a unix socket: over the network, a piece cannot be
     /// checked against the blob's digest here).
     async fn read_range_trusted(
-        mut client: BlobServiceClient<Channel>,
+        client: BlobServiceClient<Channel>,
         digest: B3Digest,
         offset: u64,
         len: u64,
     ) -> io::Result<Option<Bytes>> {
-        let mut stream = match client.read(ReadBlobRequest { digest: digest.into(), offset, length: len }).await {
-            Ok(r) => r.into_inner(),
-            Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
-            Err(s) => return Err(status_to_io(s)),
-        };
-        let mut parts: Vec<Bytes> = Vec::new();
-        while let Some(msg) = stream.message().await.map_err(status_to_io)? {
-            parts.push(msg.data);
-        }
-        let data: Bytes = match parts.len() {
-            0 => Bytes::new(),
-            1 => parts.pop().expect("one part"),
-            _ => parts.concat().into(),
-        };
+        let req = ReadBlobRequest { digest: digest.into(), offset, length: len };
+        let Some(data) = Self::read_call(client, req).await? else { return Ok(None) };
         if data.len() as u64 > len {
             // a server that does not know ranges sent the whole blob
-            let start = offset.min(data.len() as u64) as usize;
-            let end = offset.saturating_add(len).min(data.len() as u64) as usize;
-            return Ok(Some(data.slice(start..end)));
+            return Ok(Some(super::slice_range(&data, offset, len)));
         }
         Ok(Some(data))
     }

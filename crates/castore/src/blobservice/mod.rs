@@ -146,6 +146,13 @@ pub(crate) async fn read_range_via_reader<S: BlobService + ?Sized>(
     Ok(Some(v.into()))
 }
 
+/// Bytes `offset..offset + len` of `data`, clamped to its end (what
+/// [`BlobService::read_range`] returns, cut from a whole blob).
+pub(crate) fn slice_range(data: &Bytes, offset: u64, len: u64) -> Bytes {
+    let size = data.len() as u64;
+    data.slice(offset.min(size) as usize..offset.saturating_add(len).min(size) as usize)
+}
+
 /// Reads a whole blob into memory (small blobs and tests only).
 pub async fn read_to_vec(svc: &dyn BlobService, digest: &B3Digest) -> io::Result<Option<Vec<u8>>> {
     use tokio::io::AsyncReadExt;

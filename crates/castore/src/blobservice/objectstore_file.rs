@@ -239,10 +239,7 @@ impl ObjectStoreFileBlobService {
         let n = read_full_at(&file, &mut head, 0)?;
         head.truncate(n);
         if head.first() != Some(&b'S') {
-            let Some(whole) = Self::read_chunk_blocking(path, digest)? else { return Ok(None) };
-            let start = offset.min(whole.len() as u64) as usize;
-            let end = offset.saturating_add(len).min(whole.len() as u64) as usize;
-            return Ok(Some(whole.slice(start..end)));
+            return Ok(Self::read_chunk_blocking(path, digest)?.map(|whole| super::slice_range(&whole, offset, len)));
         }
         let header = SegmentedHeader::parse(&head).map_err(|e| corrupt(e.to_string()))?;
         if segments::root(&header.cvs, header.len) != Some(*digest) {
