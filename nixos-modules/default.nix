@@ -4,6 +4,7 @@
 # clients reconnect.
 #
 #   castore → store → mount → our nix-daemon → overlay mount → Nix's daemon
+#                 store → nar-bridge (HTTP binary cache)
 { lib, pkgs, ... }:
 {
   imports = [
@@ -11,6 +12,7 @@
     ./store.nix
     ./mount.nix
     ./nix-daemon.nix
+    ./nar-bridge.nix
     ./local-overlay.nix
   ];
 

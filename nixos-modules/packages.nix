@@ -18,7 +18,7 @@ let
     # the tests need the real Nix and root (FUSE, overlayfs); run by scripts/test.sh
     doCheck = false;
     meta = {
-      description = "A content-addressed Nix store stack: castore, store, FUSE mount and nix-daemon";
+      description = "A content-addressed Nix store stack: castore, store, FUSE mount, nix-daemon and nar-bridge";
       platforms = lib.platforms.linux;
       mainProgram = "snix-store";
     };
@@ -36,4 +36,5 @@ in
   snix-store = binary "snix-store";
   snix-mount = binary "snix-mount";
   nix-daemon = binary "nix-daemon";
+  nar-bridge = binary "nar-bridge";
 }

@@ -11,6 +11,7 @@ apt_packages=()
 command -v nix-store >/dev/null 2>&1 || apt_packages+=(nix-bin)
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
 command -v debootstrap >/dev/null 2>&1 || apt_packages+=(debootstrap)
+command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
 if [ ${#apt_packages[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "test.sh: need root to install: ${apt_packages[*]}" >&2
@@ -21,6 +22,9 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
     apt-get update -qq </dev/null
     apt-get install -y -qq "${apt_packages[@]}" </dev/null >/dev/null
 fi
+# Nix's database made before the tests run Nix in parallel: on a fresh
+# install, concurrent first uses can fail with "database is busy"
+nix-store --init
 # qemu for the VM test, without its recommends (a desktop's worth)
 if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
     echo "test.sh: installing qemu-system-x86"

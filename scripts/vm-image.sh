@@ -2,11 +2,13 @@
 # Prepares, or reuses, a Debian trixie VM image for scripts/vm-test.sh and
 # prints its directory: base.img (ext4, the root file system: systemd as
 # PID 1, Debian's kernel and Nix 2.26), vmlinuz and initrd.img. Made once
-# under /var/cache/snix-tests/vm-trixie (or $SNIX_CHROOT_CACHE/vm-trixie)
+# under /var/cache/snix-tests/vm-trixie-N (or $SNIX_CHROOT_CACHE/vm-trixie-N)
 # from the trixie chroot (scripts/debian-chroot.sh), everything from
 # Debian's packages; runs as root.
 set -euo pipefail
-D=${SNIX_CHROOT_CACHE:-/var/cache/snix-tests}/vm-trixie
+# the name changes with what the image holds (-2: a 90 s wait for the
+# payload disk), so a cached older image is not used
+D=${SNIX_CHROOT_CACHE:-/var/cache/snix-tests}/vm-trixie-2
 if [ -f "$D/base.img" ] && [ -f "$D/vmlinuz" ] && [ -f "$D/initrd.img" ]; then
     echo "$D"
     exit 0
@@ -32,7 +34,7 @@ rm -f "$R/etc/resolv.conf"
 # the root file system is the VM's one disk; the test's files come on a second
 cat >"$R/etc/fstab" <<'EOF'
 /dev/vda / ext4 rw,errors=remount-ro 0 1
-/dev/vdb /payload ext4 rw,nofail,x-systemd.device-timeout=10s 0 2
+/dev/vdb /payload ext4 rw,nofail,x-systemd.device-timeout=90s 0 2
 EOF
 mkdir -p "$R/payload"
 echo snix-vm >"$R/etc/hostname"

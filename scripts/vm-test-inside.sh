@@ -11,7 +11,7 @@ exec 2> >(sed -u 's/^/vm-test: stderr: /')
 say() { echo "vm-test: $*"; }
 fail() {
     say "FAIL: $*"
-    for u in snix-castore snix-store snix-mount snix-nix-daemon nix-daemon nix-daemon.socket; do
+    for u in snix-castore snix-store snix-mount snix-nix-daemon snix-nar-bridge nix-daemon nix-daemon.socket; do
         journalctl -u "$u" --no-pager -n 15 -o cat 2>/dev/null | sed "s/^/vm-test: [$u] /"
     done
     exit 1
@@ -29,14 +29,14 @@ set -a # environment.variables, as every login gets them
 . /payload/etc/environment
 set +a
 systemctl daemon-reload
-systemctl enable snix-castore.socket snix-store.socket snix-nix-daemon.socket snix-mount.service 2>&1 | sed 's/^/vm-test: /'
+systemctl enable snix-castore.socket snix-store.socket snix-nix-daemon.socket snix-nar-bridge.socket snix-mount.service 2>&1 | sed 's/^/vm-test: /'
 overlay=/var/lib/snix-overlay/merged/nix/store
 overlay_unit=$(systemd-escape -p --suffix=mount "$overlay")
 mnt=/var/lib/snix-mount/store
 
 # sockets first; each daemon starts on its first connection
 systemctl start sockets.target
-for s in snix-castore snix-store snix-nix-daemon; do
+for s in snix-castore snix-store snix-nix-daemon snix-nar-bridge; do
     systemctl is-active -q "$s.socket" || fail "$s.socket is not listening"
     if systemctl is-active -q "$s.service"; then fail "$s.service runs before anyone connected"; fi
 done
@@ -84,9 +84,22 @@ check_nix() {
 }
 check_nix "after the copy"
 
+# the same closure from nar-bridge (TCP socket unit), signed, into a fresh
+# store; its signing key where services.snix.nar-bridge.signingKeyFile says
+# (made now: nix-store opens the configured store, the overlay, first)
+mkdir -p /etc/snix
+nix-store --generate-binary-cache-key vm-cache-1 /etc/snix/cache.sk /etc/snix/cache.pk
+fresh="local?root=/var/tmp/fresh"
+nix copy --from http://127.0.0.1:9000 --to "$fresh" --option trusted-public-keys "$(cat /etc/snix/cache.pk)" "$top"
+systemctl is-active -q snix-nar-bridge.service || fail "snix-nar-bridge.service was not started through its socket"
+nix-store --store "$fresh" --verify --check-contents 2>&1 | sed 's/^/vm-test: verify (fresh): /'
+[ "$(nix-store --store "$fresh" -qR "$top" | sort)" = "$(printf '%s\n' "$dep" "$top" | sort)" ] || fail "the copy from nar-bridge is not the closure"
+nix --extra-experimental-features nix-command path-info --store "$fresh" --sigs "$top" | grep -q vm-cache-1: || fail "no nar-bridge signature"
+say "Nix copied the closure from nar-bridge.socket (http://127.0.0.1:9000, zstd, signed)"
+
 # each unit killed; Restart=on-failure brings it back, and a restart by hand
 # works as well (for the mount: its preStart clears the dead FUSE mount)
-for u in snix-castore snix-store snix-nix-daemon snix-mount; do
+for u in snix-castore snix-store snix-nix-daemon snix-nar-bridge snix-mount; do
     systemctl kill -s KILL "$u.service"
     sleep 2
     systemctl restart "$u.service"
@@ -100,10 +113,15 @@ for u in snix-castore snix-store snix-nix-daemon snix-mount; do
         systemctl start nix-daemon.socket
     fi
     check_nix "after killing $u"
+    if [ "$u" = snix-nar-bridge ]; then
+        out=$(nix --extra-experimental-features nix-command store ping --store http://127.0.0.1:9000 2>&1) ||
+            fail "nar-bridge after its restart: $out"
+    fi
 done
 
 # systemctl stop of everything leaves no mount behind
 systemctl stop nix-daemon.socket nix-daemon.service "$overlay_unit" snix-nix-daemon.socket snix-nix-daemon.service \
+    snix-nar-bridge.socket snix-nar-bridge.service \
     snix-mount.service snix-store.socket snix-store.service snix-castore.socket snix-castore.service
 if findmnt -n "$mnt" >/dev/null || findmnt -n "$overlay" >/dev/null; then fail "a mount is left after stopping"; fi
 say "stopped: no mount left"

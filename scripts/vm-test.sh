@@ -4,11 +4,12 @@
 # files the NixOS modules make (integration-tests/nix/eval-units.nix, nixpkgs'
 # module system), and runs the user's how-to through them inside
 # (scripts/vm-test-inside.sh): socket activation, Type=notify, the mount unit,
-# the overlay mount from fstab, Nix on local-overlay:// with its own daemon;
-# then each unit killed and restarted, and everything stopped.
+# the overlay mount from fstab, Nix on local-overlay:// with its own daemon,
+# Nix copying from nar-bridge on a TCP socket; then each unit killed and
+# restarted, and everything stopped.
 #
 # Usage: vm-test.sh [BIN_DIR]  (default target/debug: snix-castore, snix-store,
-# snix-mount, nix-daemon). Root; qemu with KVM where /dev/kvm works, TCG
+# snix-mount, nix-daemon, nar-bridge). Root; qemu with KVM where /dev/kvm works, TCG
 # otherwise; at most $SNIX_VM_TIMEOUT seconds (default 840). Exit 0 only if
 # the VM reported every check passed.
 set -euo pipefail
@@ -18,7 +19,7 @@ bin=$(realpath "${1:-target/debug}")
 timeout_s=${SNIX_VM_TIMEOUT:-840}
 start=$(date +%s)
 
-for b in snix-castore snix-store snix-mount nix-daemon; do
+for b in snix-castore snix-store snix-mount nix-daemon nar-bridge; do
     [ -x "$bin/$b" ] || { echo "vm-test.sh: $bin/$b is not built" >&2; exit 1; }
 done
 for tool in qemu-system-x86_64 mkfs.ext4 nix-instantiate python3 strip; do
@@ -35,7 +36,7 @@ work=$(mktemp -d /var/tmp/snix-vm-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 P=$work/payload
 mkdir -p "$P/snix/bin"
-for b in snix-castore snix-store snix-mount nix-daemon; do
+for b in snix-castore snix-store snix-mount nix-daemon nar-bridge; do
     # (debug builds carry ~150 MB of debug info each)
     strip --strip-debug -o "$P/snix/bin/$b" "$bin/$b"
 done
@@ -66,6 +67,7 @@ settings='{ pkgs, lib, ... }: {
     mount.enable = true;
     nix-daemon = { enable = true; requireSigs = false; };
     localOverlay.enable = true;
+    nar-bridge = { enable = true; listen = "127.0.0.1:9000"; signingKeyFile = "/etc/snix/cache.sk"; compression = "zstd"; };
   };
   # no network in the VM, and no build users
   nix.settings = { substituters = lib.mkForce [ ]; sandbox = false; build-users-group = ""; };

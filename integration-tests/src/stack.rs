@@ -285,3 +285,52 @@ impl Drop for Mount {
         }
     }
 }
+
+/// `nar-bridge` against a store daemon, on 127.0.0.1 at a port of its own
+/// choosing (read from its log), logging to `state/nar-bridge-N.log`.
+pub struct NarBridge {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl NarBridge {
+    pub fn start(store: &StoreDaemon, args: &[&str]) -> NarBridge {
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = store.state.join(format!("nar-bridge-{n}.log"));
+        let mut child = store
+            .client(&bin("nar-bridge"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("starting nar-bridge");
+        let mut addr = None;
+        wait_for("nar-bridge", &mut child, &log, || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            addr = text
+                .split("nar-bridge ready listen=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string);
+            addr.is_some()
+        });
+        NarBridge { child, url: format!("http://{}", addr.expect("read from the log")), log }
+    }
+
+    /// SIGTERM, then waits.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        terminate(&mut self.child);
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for NarBridge {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}

@@ -216,7 +216,7 @@ impl Units {
     pub fn this_build(root: &Path) -> PathBuf {
         let pkg = root.join("pkg");
         std::fs::create_dir_all(pkg.join("bin")).unwrap();
-        for b in ["snix-castore", "snix-store", "snix-mount", "nix-daemon"] {
+        for b in ["snix-castore", "snix-store", "snix-mount", "nix-daemon", "nar-bridge"] {
             let link = pkg.join("bin").join(b);
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(crate::stack::bin(b), link).unwrap();

@@ -140,3 +140,50 @@ fn the_readme_example_evaluates() {
     }
     assert_eq!(m["nixSettings"]["store"].as_str().unwrap().split('?').next(), Some("local-overlay://"));
 }
+
+#[test]
+#[ignore = "needs nix"]
+fn the_nar_bridge_unit_listens_where_told_and_keeps_its_key_out_of_the_store() {
+    require_nix();
+    let m = evaluate_modules(
+        r#"{ pkgs, ... }: { services.snix = { package = pkgs.snix; store.enable = true;
+              nar-bridge = { enable = true; listen = "127.0.0.1:9000"; signingKeyFile = "/etc/snix/cache.sk";
+                             compression = "zstd"; priority = 30; }; }; }"#,
+    );
+    let unit = &m["services"]["snix-nar-bridge"];
+    assert_eq!(strings(&m["sockets"]["snix-nar-bridge"]["listenStreams"]), ["127.0.0.1:9000"]);
+    assert!(strings(&unit["requires"]).contains(&"snix-nar-bridge.socket"));
+    assert!(strings(&unit["after"]).contains(&"snix-store.socket"));
+    assert_eq!(unit["serviceConfig"]["Type"], "notify");
+    assert_eq!(unit["stopIfChanged"], false);
+    let env = &unit["environment"];
+    assert_eq!(env["SNIX_NAR_BRIDGE_SIGNING_KEY"], "/etc/snix/cache.sk");
+    assert_eq!(env["SNIX_NAR_BRIDGE_COMPRESSION"], "zstd");
+    assert_eq!(env["PATH_INFO_SERVICE_ADDR"], "grpc+unix:///run/snix/snix-store.sock");
+    let exec = unit["serviceConfig"]["ExecStart"].as_str().unwrap();
+    assert!(exec.ends_with("/bin/nar-bridge --priority 30 "), "{exec}");
+    // the default: a unix socket for a reverse proxy, and no key
+    let m =
+        evaluate_modules(r#"{ pkgs, ... }: { services.snix = { package = pkgs.snix; nar-bridge.enable = true; }; }"#);
+    assert_eq!(strings(&m["sockets"]["snix-nar-bridge"]["listenStreams"]), ["/run/snix/nar-bridge.sock"]);
+    assert_eq!(m["sockets"]["snix-nar-bridge"]["socketConfig"]["SocketMode"], "0660");
+    assert!(m["services"]["snix-nar-bridge"]["environment"].get("SNIX_NAR_BRIDGE_SIGNING_KEY").is_none());
+
+    // a key in the world-readable store is refused, and so is an unknown compression
+    let dir = tempfile::tempdir().unwrap();
+    let pkgs = debian_packages(dir.path(), &dir.path().join("snix"));
+    let out = evaluate_modules_raw(
+        r#"{ pkgs, ... }: { services.snix = { package = pkgs.snix;
+              nar-bridge = { enable = true; signingKeyFile = "/nix/store/aaaa-key"; }; }; }"#,
+        &pkgs,
+        &dir.path().join("unit-scripts"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed = json["failedAssertions"].to_string();
+    assert!(failed.contains("signingKeyFile must not be in the Nix store"), "{failed}");
+    let e = refused(
+        r#"{ pkgs, ... }: { services.snix = { package = pkgs.snix; nar-bridge = { enable = true; compression = "gzip"; }; }; }"#,
+    );
+    assert!(e.contains("services.snix.nar-bridge.compression") && e.contains("is not of type"), "{e}");
+}

@@ -9,6 +9,7 @@
 
 mod decoder;
 mod encoder;
+pub mod listing;
 pub mod reader;
 pub mod writer;
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use futures::StreamExt;
 use futures::TryStreamExt;
+use nix_compat::nar::listing::{Listing, ListingBuilder};
 use nix_compat::nar::writer::AsyncNarWriter;
 use nix_compat::nar::{NarEvent, NarWriteError};
 use snix_castore::blobservice::BlobReader;
@@ -48,22 +49,48 @@ async fn fetch_tree(dirs: &dyn DirectoryService, node: &Node) -> Result<HashMap<
     Ok(tree.into_iter().map(|d| (d.digest(), d)).collect())
 }
 
-/// The files under `node` in NAR order (depth first, names sorted).
-fn files_in_nar_order<'a>(
+/// The events of the NAR of the tree under `node` in order, file contents
+/// left out: each `File` event comes with its blob's digest.
+fn nar_events<'a>(
     node: &'a Node,
     tree: &'a HashMap<B3Digest, Directory>,
-) -> Result<Vec<(B3Digest, u64)>, RenderError> {
-    let mut files = Vec::new();
-    let mut stack = vec![node];
-    while let Some(n) = stack.pop() {
-        match n {
-            Node::File { digest, size, .. } => files.push((*digest, *size)),
-            Node::Symlink { .. } => {}
-            Node::Directory { digest, .. } => {
-                let dir = tree.get(digest).ok_or(RenderError::MissingDirectory(*digest))?;
-                let children: Vec<&Node> = dir.nodes().map(|(_, c)| c).collect();
-                stack.extend(children.into_iter().rev());
+) -> impl Iterator<Item = Result<(NarEvent<'static>, Option<B3Digest>), RenderError>> + 'a {
+    // explicit stack: (directory, index of next child)
+    enum Step<'a> {
+        Node(&'a Node),
+        Dir(&'a Directory, usize),
+    }
+    let mut stack = vec![Step::Node(node)];
+    std::iter::from_fn(move || {
+        let step = stack.pop()?;
+        Some(Ok(match step {
+            Step::Node(Node::Symlink { target }) => (NarEvent::Symlink { target: target.to_vec() }, None),
+            Step::Node(Node::File { digest, size, executable }) => {
+                (NarEvent::File { executable: *executable, size: *size }, Some(*digest))
             }
+            Step::Node(Node::Directory { digest, .. }) => {
+                let Some(dir) = tree.get(digest) else { return Some(Err(RenderError::MissingDirectory(*digest))) };
+                stack.push(Step::Dir(dir, 0));
+                (NarEvent::DirectoryStart, None)
+            }
+            Step::Dir(dir, i) => match dir.nodes().nth(i) {
+                None => (NarEvent::DirectoryEnd, None),
+                Some((name, child)) => {
+                    stack.push(Step::Dir(dir, i + 1));
+                    stack.push(Step::Node(child));
+                    (NarEvent::Entry { name: name.to_vec() }, None)
+                }
+            },
+        }))
+    })
+}
+
+/// The files under `node` in NAR order: (digest, size).
+fn files_in_nar_order(node: &Node, tree: &HashMap<B3Digest, Directory>) -> Result<Vec<(B3Digest, u64)>, RenderError> {
+    let mut files = Vec::new();
+    for ev in nar_events(node, tree) {
+        if let (NarEvent::File { size, .. }, Some(digest)) = ev? {
+            files.push((digest, size));
         }
     }
     Ok(files)
@@ -100,42 +127,33 @@ pub async fn render_nar<W: AsyncWrite + Unpin + Send>(
         .map(|(digest, size)| fetch_file(blobs, digest, size))
         .buffered(PREFETCH);
     let mut nw = AsyncNarWriter::new(w);
-    // explicit stack: (directory, index of next child)
-    enum Step<'a> {
-        Node(&'a Node),
-        Dir(&'a Directory, usize),
-    }
-    let mut stack = vec![Step::Node(node)];
-    while let Some(step) = stack.pop() {
-        match step {
-            Step::Node(Node::Symlink { target }) => nw.event(&NarEvent::Symlink { target: target.to_vec() }).await?,
-            Step::Node(Node::File { digest, size, executable }) => {
-                match fetched.next().await.expect("one fetch per file, in NAR order")? {
-                    Fetched::Whole(b) => nw.file_from_reader(*executable, *size, &mut &b[..]).await?,
-                    Fetched::Stream(mut r) => {
-                        nw.file_from_reader(*executable, *size, &mut r).await?;
-                        if r.read(&mut [0u8; 1]).await? != 0 {
-                            return Err(RenderError::BlobTooLong { digest: *digest, size: *size });
-                        }
-                    }
+    for ev in nar_events(node, &tree) {
+        let (ev, file) = ev?;
+        let (NarEvent::File { executable, size }, Some(digest)) = (&ev, file) else {
+            nw.event(&ev).await?;
+            continue;
+        };
+        match fetched.next().await.expect("one fetch per file, in NAR order")? {
+            Fetched::Whole(b) => nw.file_from_reader(*executable, *size, &mut &b[..]).await?,
+            Fetched::Stream(mut r) => {
+                nw.file_from_reader(*executable, *size, &mut r).await?;
+                if r.read(&mut [0u8; 1]).await? != 0 {
+                    return Err(RenderError::BlobTooLong { digest, size: *size });
                 }
             }
-            Step::Node(Node::Directory { digest, .. }) => {
-                let dir = tree.get(digest).ok_or(RenderError::MissingDirectory(*digest))?;
-                nw.event(&NarEvent::DirectoryStart).await?;
-                stack.push(Step::Dir(dir, 0));
-            }
-            Step::Dir(dir, i) => match dir.nodes().nth(i) {
-                None => nw.event(&NarEvent::DirectoryEnd).await?,
-                Some((name, child)) => {
-                    nw.event(&NarEvent::Entry { name: name.to_vec() }).await?;
-                    stack.push(Step::Dir(dir, i + 1));
-                    stack.push(Step::Node(child));
-                }
-            },
         }
     }
     Ok(nw.finish().await?)
+}
+
+/// The `.ls` listing of the NAR of the tree under `node` (no blob read).
+pub async fn nar_listing(node: &Node, dirs: &dyn DirectoryService) -> Result<Listing, RenderError> {
+    let tree = fetch_tree(dirs, node).await?;
+    let mut listing = ListingBuilder::new();
+    for ev in nar_events(node, &tree) {
+        listing.push(&ev?.0)?;
+    }
+    Ok(listing.finish()?)
 }
 
 /// A sink that hashes and counts.
