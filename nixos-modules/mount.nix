@@ -67,10 +67,13 @@ in
       # coreutils, findutils, grep, sed and systemd besides `path`
       path = [ pkgs.util-linux ];
       preStart = ''
-        mkdir -p ${mountPointArg}
         # a mount left by a killed instance ("Transport endpoint is not
-        # connected"): clear it, or fail here, visibly
-        if ! ls ${mountPointArg} >/dev/null 2>&1; then umount -l ${mountPointArg}; fi
+        # connected", which mkdir -p and ls both hit): clear it, or fail
+        # here, visibly
+        if ! ls ${mountPointArg} >/dev/null 2>&1 && ! mkdir -p ${mountPointArg} 2>/dev/null; then
+          umount -l ${mountPointArg}
+        fi
+        mkdir -p ${mountPointArg}
       '';
       serviceConfig = {
         Type = "notify";

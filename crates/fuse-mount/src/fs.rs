@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -37,6 +37,7 @@ use tokio::runtime::Handle;
 
 use crate::cache::{CachedFile, ContentCache, FillProgress, Filling, Pin};
 use crate::inodes::{ino_for, Inode, InodeTable, ROOT};
+use crate::misses::Misses;
 
 /// How long the kernel may keep entries and attributes: content never
 /// changes under a name.
@@ -45,11 +46,9 @@ const TTL: Duration = Duration::from_secs(24 * 3600);
 /// deleted, and a new lookup must then find it gone (open files keep
 /// working: the kernel holds their inodes).
 pub const ROOT_ENTRY_TTL: Duration = Duration::from_secs(5);
-/// How long a store path that is not there stays "not there" (kernel and
-/// our own cache), so a storm of misses does not hammer the daemon yet new
-/// paths appear promptly.
-pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
-const NEGATIVE_CACHE_MAX: usize = 65_536;
+/// How long the kernel may keep a miss of a store path that we keep (see
+/// [`crate::misses`]): until the watch tells of a change, which drops it.
+pub const MISS_TTL: Duration = Duration::from_secs(3600);
 /// Directories kept in memory.
 const DIRECTORY_CACHE: usize = 50_000;
 /// A read this far past what a copy being made has written waits for it
@@ -86,7 +85,7 @@ pub struct SnixFs {
     opts: Options,
     inodes: InodeTable,
     directories: Mutex<lru::LruCache<B3Digest, Arc<Directory>>>,
-    misses: Mutex<HashMap<Vec<u8>, Instant>>,
+    misses: Arc<Misses>,
     next_fh: AtomicU64,
     files: Mutex<HashMap<u64, (u64, Arc<OpenFile>)>>,
     io_modes: Mutex<HashMap<u64, IoMode>>,
@@ -185,7 +184,7 @@ impl SnixFs {
             opts,
             inodes: InodeTable::new(),
             directories: Mutex::new(lru::LruCache::new(NonZeroUsize::new(DIRECTORY_CACHE).expect("non-zero"))),
-            misses: Mutex::new(HashMap::new()),
+            misses: Arc::new(Misses::default()),
             next_fh: AtomicU64::new(1),
             files: Mutex::new(HashMap::new()),
             io_modes: Mutex::new(HashMap::new()),
@@ -193,6 +192,11 @@ impl SnixFs {
             backing_refused: std::sync::atomic::AtomicBool::new(false),
             root_listings: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The misses this file system keeps: for [`crate::misses::watch_changes`].
+    pub fn misses(&self) -> Arc<Misses> {
+        self.misses.clone()
     }
 
     /// Inodes currently held (tests, memory checks).
@@ -276,36 +280,25 @@ impl SnixFs {
         }
     }
 
-    /// A root entry: the store path `name`, if registered.
+    /// A root entry: the store path `name`, if registered. A miss is kept
+    /// where it may be (see [`crate::misses`]).
     fn lookup_store_path(&self, name: &[u8]) -> Result<Option<Node>, Errno> {
         let Ok(path) = StorePath::from_basename(name) else { return Ok(None) };
-        {
-            let mut misses = self.misses.lock().expect("miss cache lock");
-            if let Some(t) = misses.get(name) {
-                if t.elapsed() < NEGATIVE_TTL {
-                    return Ok(None);
-                }
-                misses.remove(name);
-            }
+        if self.misses.is_miss(name) {
+            return Ok(None);
         }
+        let ticket = self.misses.ticket();
         let info = self.rt.block_on(snix_store::pathinfoservice::get_path(&*self.infos, &path)).map_err(|e| {
             tracing::error!(path = %path, error = %e, "path info lookup failed");
             Errno::EIO
         })?;
-        match info {
-            Some(info) => Ok(Some(info.node)),
+        Ok(match info {
+            Some(info) => Some(info.node),
             None => {
-                let mut misses = self.misses.lock().expect("miss cache lock");
-                if misses.len() >= NEGATIVE_CACHE_MAX {
-                    misses.retain(|_, t| t.elapsed() < NEGATIVE_TTL);
-                    if misses.len() >= NEGATIVE_CACHE_MAX {
-                        misses.clear();
-                    }
-                }
-                misses.insert(name.to_vec(), Instant::now());
-                Ok(None)
+                self.misses.record(name, ticket);
+                None
             }
-        }
+        })
     }
 
     /// The child `name` of directory inode `parent`, and its inode number.
@@ -485,11 +478,12 @@ impl Filesystem for SnixFs {
                 Ok(attr) => reply.entry(if parent == ROOT { &ROOT_ENTRY_TTL } else { &TTL }, &attr, Generation(0)),
                 Err(e) => reply.error(e),
             },
-            Ok(None) if parent == ROOT => {
-                // a negative entry (inode 0): the kernel itself remembers the miss briefly
+            Ok(None) if parent == ROOT && self.misses.is_miss(name.as_bytes()) => {
+                // a negative entry (inode 0): the kernel keeps the miss until
+                // the watch drops it (ENOENT would have it ask every time)
                 let mut attr = Self::attr(0, &Inode::Root);
                 attr.ino = INodeNo(0);
-                reply.entry(&NEGATIVE_TTL, &attr, Generation(0))
+                reply.entry(&MISS_TTL, &attr, Generation(0))
             }
             Ok(None) => reply.error(Errno::ENOENT),
             Err(e) => reply.error(e),

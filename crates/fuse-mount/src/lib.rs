@@ -9,9 +9,11 @@
 //!
 //! Map: [`fs`] (the FUSE requests), [`cache`] (whole copies of blobs on
 //! local disk, for passthrough and `pread`), [`inodes`] (inode numbers and the
-//! kernel's references). The `snix-mount` binary (`src/bin/snix-mount`)
+//! kernel's references), [`misses`] (store paths known absent, kept only
+//! while a watch of the store's registrations says nothing changed). The `snix-mount` binary (`src/bin/snix-mount`)
 //! owns the flags and the mount's lifecycle.
 
 pub mod cache;
 pub mod fs;
 pub mod inodes;
+pub mod misses;

@@ -37,6 +37,12 @@ pub enum Error {
     /// A blocking task of a backend died.
     #[error("backend task: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The backend cannot do this (e.g. tell of changes).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// A watcher of changes fell this many changes behind and was cut off.
+    #[error("the watch fell {0} changes behind")]
+    WatcherBehind(u64),
     /// The store daemon answered with an error, or could not be reached.
     /// (boxed: a status is large, and errors travel in every `Result`)
     #[error("store daemon: {}: {}", .0.code(), .0.message())]
@@ -57,6 +63,8 @@ impl From<Error> for tonic::Status {
             Error::Remote(s) => *s,
             Error::InvalidRequest(_) | Error::InvalidPathInfo(_) => Status::invalid_argument(e.to_string()),
             Error::CorruptStored { .. } => Status::data_loss(e.to_string()),
+            Error::Unsupported(_) => Status::unimplemented(e.to_string()),
+            Error::WatcherBehind(_) => Status::resource_exhausted(e.to_string()),
             Error::Incomplete { .. }
             | Error::Render(RenderError::MissingBlob(_) | RenderError::MissingDirectory(_)) => {
                 Status::failed_precondition(e.to_string())

@@ -130,6 +130,24 @@ impl proto::path_info_service_server::PathInfoService for GrpcPathInfoServer {
         let purged = self.infos.purge_deleted(digest, unix_ms::to_time(req.deleted_before_unix_ms)).await?;
         Ok(Response::new(proto::PurgeDeletedPathInfoResponse { purged }))
     }
+
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::PathInfoChange, Status>> + Send>>;
+
+    async fn watch(&self, _req: Request<proto::WatchPathInfoRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        // subscribed before we answer: every change after the answer is sent
+        let changes = self.infos.watch().await?;
+        let s = changes.map(|r| {
+            r.map(|c| proto::PathInfoChange {
+                store_path: Some(proto::StorePath {
+                    name: c.store_path.name().to_string(),
+                    digest: c.store_path.digest().to_vec().into(),
+                }),
+                deleted: c.deleted,
+            })
+            .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(s)))
+    }
 }
 
 /// A store path digest argument: 20 bytes.

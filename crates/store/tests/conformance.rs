@@ -132,6 +132,30 @@ async fn path_info_delete_suite(svc: Arc<dyn PathInfoService>) {
     assert_eq!(svc.get(*b.store_path.digest()).await.unwrap(), Some(b));
 }
 
+/// A watcher sees every registration and unregistration from when its
+/// watch returned, in order.
+async fn path_info_watch_suite(svc: Arc<dyn PathInfoService>) {
+    use futures::StreamExt;
+    let before = info(2000);
+    svc.put(before.clone()).await.unwrap();
+    let mut changes = svc.watch().await.unwrap();
+    let (a, b) = (info(2001), info(2002));
+    svc.put(a.clone()).await.unwrap();
+    svc.delete(*a.store_path.digest()).await.unwrap();
+    svc.delete(*a.store_path.digest()).await.unwrap(); // not there: no change
+    svc.put(b.clone()).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let c = tokio::time::timeout(std::time::Duration::from_secs(5), changes.next())
+            .await
+            .expect("a change within 5 s")
+            .expect("the watch goes on")
+            .unwrap();
+        seen.push((c.store_path, c.deleted));
+    }
+    assert_eq!(seen, vec![(a.store_path.clone(), false), (a.store_path, true), (b.store_path, false)]);
+}
+
 // ---------- backends ----------
 
 struct Served {
@@ -177,7 +201,8 @@ async fn path_info_conformance_local_backends() {
         eprintln!("path info suite: {name}");
         let svc = path_info_service(&addr).unwrap();
         path_info_suite(svc.clone(), &*castore().blobs).await;
-        path_info_delete_suite(svc).await;
+        path_info_delete_suite(svc.clone()).await;
+        path_info_watch_suite(svc).await;
     }
 }
 
@@ -190,7 +215,8 @@ async fn path_info_conformance_grpc_client_on_each_backend() {
         let served = serve(path_info_service(&addr).unwrap(), c.clone());
         let client = path_info_service(&served.addr).unwrap();
         path_info_suite(client.clone(), &*c.blobs).await;
-        path_info_delete_suite(client).await;
+        path_info_delete_suite(client.clone()).await;
+        path_info_watch_suite(client).await;
     }
 }
 

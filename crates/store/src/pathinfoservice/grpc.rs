@@ -7,11 +7,12 @@ use futures::StreamExt;
 use snix_castore::Node;
 use tonic::transport::Channel;
 
-use super::{DeletedPathInfo, PathInfoService};
+use super::{DeletedPathInfo, PathChange, PathInfoService};
 use crate::errors::Error;
 use crate::pathinfo::PathInfo;
 use crate::proto::path_info_service_client::PathInfoServiceClient;
 use crate::proto::{self, get_path_info_request::ByWhat};
+use nix_compat::store_path::StorePath;
 use snix_castore::unix_ms;
 
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -101,5 +102,28 @@ impl PathInfoService for GrpcPathInfoService {
             deleted_before_unix_ms: unix_ms::from_time(deleted_before),
         };
         Ok(self.client.clone().purge_deleted(req).await?.into_inner().purged)
+    }
+
+    async fn watch(&self) -> Result<BoxStream<'static, Result<PathChange, Error>>, Error> {
+        // returns once the daemon answered, that is, once it is subscribed
+        let mut s = match self.client.clone().watch(proto::WatchPathInfoRequest {}).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unimplemented => {
+                return Err(Error::Unsupported(format!("the store daemon does not tell of changes ({})", s.message())))
+            }
+            Err(s) => return Err(s.into()),
+        };
+        Ok(async_stream::try_stream! {
+            while let Some(c) = s.message().await? {
+                let p = c.store_path.ok_or_else(|| Error::InvalidReply("a change without its store path".into()))?;
+                let digest: [u8; 20] = p.digest[..]
+                    .try_into()
+                    .map_err(|_| Error::InvalidReply(format!("a change of a {}-byte digest", p.digest.len())))?;
+                let store_path = StorePath::from_parts(digest, &p.name)
+                    .map_err(|e| Error::InvalidReply(format!("a change of an invalid store path: {e}")))?;
+                yield PathChange { store_path, deleted: c.deleted };
+            }
+        }
+        .boxed())
     }
 }

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
-use super::{DeletedPathInfo, PathInfoService};
+use super::{ChangeFeed, DeletedPathInfo, PathChange, PathInfoService};
 use crate::errors::Error;
 use crate::pathinfo::PathInfo;
 
@@ -20,6 +20,7 @@ struct Maps {
 #[derive(Clone, Default)]
 pub struct MemoryPathInfoService {
     maps: Arc<RwLock<Maps>>,
+    changes: ChangeFeed,
 }
 
 #[async_trait::async_trait]
@@ -29,9 +30,12 @@ impl PathInfoService for MemoryPathInfoService {
     }
 
     async fn put(&self, info: PathInfo) -> Result<PathInfo, Error> {
-        let mut m = self.maps.write().expect("poisoned");
-        m.deleted.remove(info.store_path.digest());
-        m.infos.insert(*info.store_path.digest(), info.clone());
+        {
+            let mut m = self.maps.write().expect("poisoned");
+            m.deleted.remove(info.store_path.digest());
+            m.infos.insert(*info.store_path.digest(), info.clone());
+        }
+        self.changes.registered(&info.store_path);
         Ok(info)
     }
 
@@ -41,9 +45,13 @@ impl PathInfoService for MemoryPathInfoService {
     }
 
     async fn delete(&self, digest: [u8; 20]) -> Result<Option<PathInfo>, Error> {
-        let mut m = self.maps.write().expect("poisoned");
-        let Some(info) = m.infos.remove(&digest) else { return Ok(None) };
-        m.deleted.insert(digest, DeletedPathInfo { info: info.clone(), deleted: SystemTime::now() });
+        let info = {
+            let mut m = self.maps.write().expect("poisoned");
+            let Some(info) = m.infos.remove(&digest) else { return Ok(None) };
+            m.deleted.insert(digest, DeletedPathInfo { info: info.clone(), deleted: SystemTime::now() });
+            info
+        };
+        self.changes.deleted(&info.store_path);
         Ok(Some(info))
     }
 
@@ -58,5 +66,9 @@ impl PathInfoService for MemoryPathInfoService {
             Some(d) if d.deleted < deleted_before => Ok(m.deleted.remove(&digest).is_some()),
             _ => Ok(false),
         }
+    }
+
+    async fn watch(&self) -> Result<BoxStream<'static, Result<PathChange, Error>>, Error> {
+        Ok(self.changes.subscribe())
     }
 }

@@ -11,11 +11,13 @@ use crate::errors::Error;
 
 use crate::pathinfo::PathInfo;
 
+mod changes;
 pub mod grpc;
 mod memory;
 mod sled;
 
 pub use self::sled::SledPathInfoService;
+pub use changes::ChangeFeed;
 pub use grpc::GrpcPathInfoService;
 pub use memory::MemoryPathInfoService;
 
@@ -42,6 +44,20 @@ pub trait PathInfoService: Send + Sync + 'static {
 
     /// Forgets a tombstone if its path was deleted before `deleted_before`.
     async fn purge_deleted(&self, digest: [u8; 20], deleted_before: SystemTime) -> Result<bool, Error>;
+
+    /// Every change to the registered paths from when this returns on, each
+    /// before the put or delete that made it returns. The stream ends with
+    /// an error when the watcher fell behind or the backend went away.
+    /// [`Error::Unsupported`] where the backend cannot tell: then nothing
+    /// may be cached on the strength of a path being absent.
+    async fn watch(&self) -> Result<BoxStream<'static, Result<PathChange, Error>>, Error>;
+}
+
+/// A path registered (or registered again) or unregistered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathChange {
+    pub store_path: StorePath,
+    pub deleted: bool,
 }
 
 /// A deleted path's info, and when it was deleted.
@@ -76,5 +92,8 @@ impl<T: PathInfoService + ?Sized> PathInfoService for Arc<T> {
     }
     async fn purge_deleted(&self, digest: [u8; 20], deleted_before: SystemTime) -> Result<bool, Error> {
         (**self).purge_deleted(digest, deleted_before).await
+    }
+    async fn watch(&self) -> Result<BoxStream<'static, Result<PathChange, Error>>, Error> {
+        (**self).watch().await
     }
 }

@@ -15,7 +15,7 @@ use prost::Message;
 use snix_castore::directoryservice::flush_durably;
 use snix_castore::unix_ms;
 
-use super::{DeletedPathInfo, PathInfoService};
+use super::{ChangeFeed, DeletedPathInfo, PathChange, PathInfoService};
 use crate::errors::Error;
 use crate::pathinfo::PathInfo;
 use crate::proto;
@@ -24,6 +24,9 @@ use crate::proto;
 pub struct SledPathInfoService {
     db: ::sled::Db,
     deleted: ::sled::Tree,
+    /// (this process is the only one with the database open: every change
+    /// goes through here)
+    changes: ChangeFeed,
 }
 
 fn decode(key: &[u8], raw: &[u8]) -> Result<PathInfo, Error> {
@@ -71,7 +74,7 @@ impl SledPathInfoService {
 
     fn from_db(db: ::sled::Db) -> Result<Self, Error> {
         let deleted = db.open_tree("deleted")?;
-        Ok(SledPathInfoService { db, deleted })
+        Ok(SledPathInfoService { db, deleted, changes: ChangeFeed::default() })
     }
 }
 
@@ -92,6 +95,7 @@ impl PathInfoService for SledPathInfoService {
         self.deleted.remove(key)?;
         // durable before we say it is registered
         flush_durably(&self.db).await?;
+        self.changes.registered(&info.store_path);
         Ok(info)
     }
 
@@ -109,7 +113,9 @@ impl PathInfoService for SledPathInfoService {
             return Ok(None);
         }
         flush_durably(&self.db).await?;
-        decode(&digest, &raw).map(Some)
+        let info = decode(&digest, &raw)?;
+        self.changes.deleted(&info.store_path);
+        Ok(Some(info))
     }
 
     fn list_deleted(&self) -> BoxStream<'static, Result<DeletedPathInfo, Error>> {
@@ -127,5 +133,9 @@ impl PathInfoService for SledPathInfoService {
         }
         flush_durably(&self.db).await?;
         Ok(true)
+    }
+
+    async fn watch(&self) -> Result<BoxStream<'static, Result<PathChange, Error>>, Error> {
+        Ok(self.changes.subscribe())
     }
 }

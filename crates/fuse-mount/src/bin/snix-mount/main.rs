@@ -2,6 +2,8 @@
 //! SIGINT/SIGTERM. Flags and the mount's lifecycle; the file system itself
 //! is `snix_fuse_mount::fs`.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -218,6 +220,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         // the kernel has its say in init
         Passthrough::Auto => true,
     };
+    let infos = s.infos.clone();
     let fs = SnixFs::new(
         tokio::runtime::Handle::current(),
         s.blobs,
@@ -240,12 +243,24 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     config.n_threads = Some(cli.threads.max(1));
     config.clone_fd = true;
 
+    let misses = fs.misses();
     let mountpoint = cli.mountpoint.clone();
     let shown = mountpoint.display().to_string();
     let mut session = tokio::task::spawn_blocking(move || fuser::Session::new(fs, &mountpoint, &config))
         .await?
         .map_err(|e| MountError::Mount(shown.clone(), e))?;
     let mut unmounter = session.unmount_callable();
+    // a path registered after a miss is visible at once
+    let notifier = session.notifier();
+    snix_fuse_mount::misses::watch_changes(infos, misses, move |name| {
+        // ENOENT: the kernel holds no entry of that name
+        if let Err(e) = notifier.inval_entry(fuser::INodeNo(snix_fuse_mount::inodes::ROOT), OsStr::from_bytes(name)) {
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                tracing::warn!(error = %e, "dropping a kernel entry failed");
+            }
+        }
+    })
+    .await;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let serving = std::thread::Builder::new().name("fuse-session".into()).spawn(move || {
         let r = session.run();
