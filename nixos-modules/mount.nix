@@ -21,8 +21,12 @@ in
     };
     listRoot = mkOption {
       type = types.bool;
-      default = false;
-      description = "Allow listing the mount's root (expensive on large stores; Nix never needs it).";
+      default = true;
+      description = ''
+        List the mount's root (every store path, referrers first). An overlay
+        over the mount then lists the lower layer, as Nix's garbage collector
+        on the local-overlay store needs; off, a listing reads nothing.
+      '';
     };
     allowOther = mkOption {
       type = types.bool;
@@ -67,10 +71,10 @@ in
       # coreutils, findutils, grep, sed and systemd besides `path`
       path = [ pkgs.util-linux ];
       preStart = ''
-        # a mount left by a killed instance ("Transport endpoint is not
-        # connected", which mkdir -p and ls both hit): clear it, or fail
-        # here, visibly
-        if ! ls ${mountPointArg} >/dev/null 2>&1 && ! mkdir -p ${mountPointArg} 2>/dev/null; then
+        # a mount left by a killed instance: listing it says "Transport
+        # endpoint is not connected" (a stat may still be answered from
+        # attributes the kernel kept); clear it, or fail here, visibly
+        if LC_ALL=C ls ${mountPointArg} 2>&1 >/dev/null | grep -q 'not connected'; then
           umount -l ${mountPointArg}
         fi
         mkdir -p ${mountPointArg}
@@ -78,7 +82,7 @@ in
       serviceConfig = {
         Type = "notify";
         ExecStart = "${cfg.package}/bin/snix-mount ${mountPointArg} --threads ${toString cfg.threads} "
-          + escapeShellArgs (optionals cfg.listRoot [ "--list-root" ] ++ optionals cfg.allowOther [ "--allow-other" ]
+          + escapeShellArgs ((if cfg.listRoot then [ "--list-root" ] else [ "--no-list-root" ]) ++ optionals cfg.allowOther [ "--allow-other" ]
             # (the default, auto, is not spelled out: a previous release
             # without the flag runs this unit too, in a rolling downgrade)
             ++ optionals (cfg.passthrough != "auto") [ "--passthrough" cfg.passthrough ]

@@ -105,7 +105,7 @@ for u in snix-castore snix-store snix-nix-daemon snix-nar-bridge snix-mount; do
     systemctl restart "$u.service"
     systemctl is-active -q "$u.service" || fail "$u.service did not come back"
     if [ "$u" = snix-mount ]; then
-        # (its root is not listable by design: a file in it is read)
+        # (a file in it is read)
         grep -q "a dependency" "$mnt/${dep#/nix/store/}/data" || fail "the stale mount was not cleared by preStart"
         # the overlay (and Nix's daemon, which requires it) went down with the mount
         systemctl stop nix-daemon.socket nix-daemon.service

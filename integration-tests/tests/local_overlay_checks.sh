@@ -4,10 +4,13 @@
 # Run as root in a chroot (tests/local_overlay.rs) with:
 #   /snix        our stack: nd.sock (our nix-daemon), mnt (snix-mount), files/
 #   /nix, /run   fresh for this run
-#   TOP, DEP, DRV  a closure and its derivation, in our store; DEP is the
-#                  source /snix/files/dep added with nix-store --add
+#   /snix/paths.sh sets TOP, DEP, DRV: a closure and its derivation, in our
+#                  store; DEP is the source /snix/files/dep added with
+#                  nix-store --add (a file: GC takes the environment's
+#                  store paths for roots)
 # A failed check prints "FAIL: …" and exits 1; the last line is "all checks passed".
 set -eu
+. /snix/paths.sh
 fail() { echo "FAIL: $*"; exit 1; }
 wait_for() { n=0; until eval "$1"; do n=$((n + 1)); [ $n -lt 300 ] || fail "timed out: $1"; sleep 0.1; done; }
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
@@ -88,5 +91,36 @@ nix-store --store $B --delete "$built" || fail "deleting $built from the upper l
 in_upper "$built" && fail "$built is still in the upper layer"
 in_lower "$DEP" || fail "$DEP left the lower store"
 echo "ok delete-refs"
+
+echo "== gc"
+# Nix's gc test, on a lower store that is ours: a root built on the overlay
+# (it uses a lower path), what GC says is live and dead (the overlay must
+# list the lower layer: a lower path no root reaches is dead), a collection
+# with the root, then without it — after which the upper layer is empty and
+# the lower store untouched
+cat >/opt/gc.nix <<EOF2
+derivation {
+  name = "gc-root";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  args = [ "-c" "read x < \${builtins.storePath "$DEP"}/data; echo \"\$x kept\" > \$out" ];
+}
+EOF2
+kept=$(nix-build --store $B --no-out-link /opt/gc.nix)
+ln -sfn "$kept" /nix/var/nix/gcroots/snix-test-root
+live=$(nix-store --store $B --gc --print-live 2>&1) || fail "--print-live: $live"
+case $live in *"$kept"*) ;; *) fail "--print-live lacks the root $kept: $live" ;; esac
+case $live in *"$DEP"*) ;; *) fail "--print-live lacks $DEP, which the root refers to: $live" ;; esac
+dead=$(nix-store --store $B --gc --print-dead 2>&1) || fail "--print-dead: $dead"
+case $dead in *"$TOP"*) ;; *) fail "--print-dead lacks $TOP, a lower path no root reaches (does the overlay list the lower layer?): $dead" ;; esac
+case $dead in *"$kept"*) fail "--print-dead lists the root $kept" ;; esac
+out=$(nix-store --store $B --gc 2>&1) || fail "a collection with a root: $out"
+[ "$(cat "$kept")" = "$(cat "$DEP/data") kept" ] || fail "the root $kept did not survive a collection"
+rm /nix/var/nix/gcroots/snix-test-root
+out=$(nix-store --store $B --gc 2>&1) || fail "a collection without roots: $out"
+# (.links, Nix's hard-link directory, may stay, as in Nix's own test)
+[ -z "$(ls $upper)" ] || fail "the upper layer still holds, after a collection without roots: $(ls $upper)"
+in_lower "$TOP" && in_lower "$DEP" || fail "a collection on the overlay reached the lower store"
+echo "ok gc"
 
 echo "all checks passed"

@@ -56,6 +56,10 @@ const DIRECTORY_CACHE: usize = 50_000;
 /// requests run up to about 2 MiB ahead of it); one further off is fetched
 /// on its own, so a random read does not wait for all before it.
 const FILL_WAIT_WINDOW: u64 = 2 << 20;
+/// Directory entries prepared for one readdir reply: more than the largest
+/// reply holds (the kernel asks again from where it stopped), and few
+/// enough that a listing of N entries costs O(N), not O(N²).
+const ENTRIES_PER_REPLY: usize = 512;
 /// Nix's fixed store mtime.
 const MTIME: Duration = Duration::from_secs(1);
 /// The extended attribute exposing castore digests (`--show-xattr`).
@@ -95,6 +99,19 @@ pub struct SnixFs {
     /// file system): cached copies are read with pread from then on.
     backing_refused: std::sync::atomic::AtomicBool,
     root_listings: Mutex<HashMap<u64, Arc<RootListing>>>,
+}
+
+/// The root's entries, referrers first (see [`crate::listing`]).
+fn root_listing(infos: Vec<snix_store::PathInfo>) -> RootListing {
+    let graph: Vec<(&[u8; 20], Vec<&[u8; 20]>)> =
+        infos.iter().map(|i| (i.store_path.digest(), i.references.iter().map(|r| r.digest()).collect())).collect();
+    let order = crate::listing::referrers_first(&graph);
+    let mut infos: Vec<Option<snix_store::PathInfo>> = infos.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|i| infos[i].take())
+        .map(|info| (info.store_path.basename().into_bytes(), info.node))
+        .collect()
 }
 
 /// A snapshot of the root, taken when it is opened: (name, node) pairs.
@@ -341,14 +358,18 @@ impl SnixFs {
                 let listing = self.root_listings.lock().expect("listing lock").get(&fh).cloned();
                 let Some(listing) = listing else {
                     // without --list-root there is no opendir (see `opendir`)
-                    tracing::info!("refusing to list the mount's root: start snix-mount with --list-root to allow it");
+                    tracing::info!("refusing to list the mount's root: snix-mount runs with --no-list-root");
                     return Err(Errno::EPERM);
                 };
-                listing.iter().skip(offset.saturating_sub(2) as usize).cloned().collect()
+                listing.iter().skip(offset.saturating_sub(2) as usize).take(ENTRIES_PER_REPLY).cloned().collect()
             }
             Inode::Node(Node::Directory { digest, .. }) => {
                 let dir = self.directory(&digest)?;
-                dir.nodes().skip(offset.saturating_sub(2) as usize).map(|(n, c)| (n.to_vec(), c.clone())).collect()
+                dir.nodes()
+                    .skip(offset.saturating_sub(2) as usize)
+                    .take(ENTRIES_PER_REPLY)
+                    .map(|(n, c)| (n.to_vec(), c.clone()))
+                    .collect()
             }
             Inode::Node(_) => return Err(Errno::ENOTDIR),
         };
@@ -644,11 +665,13 @@ impl Filesystem for SnixFs {
             return reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE);
         }
         // a snapshot per open: offsets stay valid while paths are added
-        let listing: Result<Vec<(Vec<u8>, Node)>, _> = self.rt.block_on(async {
-            self.infos.list().map_ok(|info| (info.store_path.basename().into_bytes(), info.node)).try_collect().await
-        });
-        match listing {
-            Ok(listing) => {
+        let started = std::time::Instant::now();
+        let infos: Result<Vec<_>, _> = self.rt.block_on(self.infos.list().try_collect());
+        match infos {
+            Ok(infos) => {
+                let fetched = started.elapsed();
+                let listing = root_listing(infos);
+                tracing::debug!(paths = listing.len(), ?fetched, ordered = ?started.elapsed() - fetched, "listed the root");
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
                 self.root_listings.lock().expect("listing lock").insert(fh, Arc::new(listing));
                 reply.opened(FileHandle(fh), FopenFlags::empty())

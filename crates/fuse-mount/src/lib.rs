@@ -9,11 +9,13 @@
 //!
 //! Map: [`fs`] (the FUSE requests), [`cache`] (whole copies of blobs on
 //! local disk, for passthrough and `pread`), [`inodes`] (inode numbers and the
-//! kernel's references), [`misses`] (store paths known absent, kept only
+//! kernel's references), [`listing`] (the order the root lists paths in:
+//! referrers first), [`misses`] (store paths known absent, kept only
 //! while a watch of the store's registrations says nothing changed). The `snix-mount` binary (`src/bin/snix-mount`)
 //! owns the flags and the mount's lifecycle.
 
 pub mod cache;
 pub mod fs;
 pub mod inodes;
+pub mod listing;
 pub mod misses;

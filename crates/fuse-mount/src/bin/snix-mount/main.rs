@@ -24,10 +24,18 @@ struct Cli {
     /// Where to mount (an existing directory).
     mountpoint: PathBuf,
 
-    /// Allow listing the mount's root (every store path). Off by default: on
-    /// a large store a listing is expensive, and Nix never needs it.
-    #[arg(long, env = "SNIX_MOUNT_LIST_ROOT")]
+    /// List the mount's root: every registered store path, each before the
+    /// paths it refers to (the default). An overlay over the mount then
+    /// lists the lower layer, as Nix's garbage collector on a local-overlay
+    /// store needs.
+    #[arg(long, env = "SNIX_MOUNT_LIST_ROOT", overrides_with = "no_list_root")]
     list_root: bool,
+
+    /// Refuse to list the root (a listing reads every path info from the
+    /// daemon; Nix's garbage collector over an overlay then finds no lower
+    /// path). Lookups by name work either way.
+    #[arg(long, overrides_with = "list_root")]
+    no_list_root: bool,
 
     /// Let users other than the one mounting access the mount (needed when
     /// Nix or an overlay mount run as another user; as root, always allowed).
@@ -226,7 +234,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         s.blobs,
         s.dirs,
         s.infos,
-        Options { list_root: cli.list_root, show_xattr: cli.show_xattr && !cli.no_show_xattr, cache, passthrough },
+        Options { list_root: !cli.no_list_root, show_xattr: cli.show_xattr && !cli.no_show_xattr, cache, passthrough },
     );
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -268,7 +276,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         r
     })?;
     widen_readahead(&cli.mountpoint);
-    tracing::info!(mountpoint = %shown, threads = cli.threads, list_root = cli.list_root, "mounted");
+    tracing::info!(mountpoint = %shown, threads = cli.threads, list_root = !cli.no_list_root, "mounted");
     snix_cli_common::process::notify_ready();
 
     tokio::select! {
