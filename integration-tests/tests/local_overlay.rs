@@ -219,7 +219,8 @@ done
 /// Nix 2.34's own nix-daemon serving a local-overlay store whose lower
 /// store is ours, through Nix's own local-overlay checks that apply to a
 /// read-only lower store (`local_overlay_checks.sh`: check-post-init,
-/// redundant-add, build, verify, delete-refs, gc), with check-mount on.
+/// redundant-add, build, verify, delete-refs, bad-uris, add-lower,
+/// delete-duplicate, optimise, gc), with check-mount on.
 #[test]
 #[ignore = "needs nix, root and /dev/fuse"]
 fn nix_2_34_s_daemon_over_our_lower_store_passes_nix_s_own_checks() {
@@ -274,6 +275,10 @@ mount -t tmpfs tmpfs "$R/run""#,
         "build",
         "verify",
         "delete-refs",
+        "bad-uris",
+        "add-lower",
+        "delete-duplicate",
+        "optimise",
         "gc",
     ];
     for check in checks {

@@ -1,6 +1,8 @@
 # Nix's own local-overlay checks (its functional tests check-post-init,
-# redundant-add, build, verify and delete-refs) that apply to a read-only
-# lower store, with Nix's own nix-daemon serving the overlay on top of ours.
+# redundant-add, build, verify, delete-refs, bad-uris, add-lower,
+# delete-duplicate, optimise and gc; written from what they check, with
+# writes into the lower store pushed into our nix-daemon), with Nix's own
+# nix-daemon serving the overlay on top of ours.
 # Run as root in a chroot (tests/local_overlay.rs) with:
 #   /snix        our stack: nd.sock (our nix-daemon), mnt (snix-mount), files/
 #   /nix, /run   fresh for this run
@@ -22,7 +24,13 @@ mount -t overlay overlay -o lowerdir=/snix/mnt,upperdir=$upper,workdir=/opt/work
 # check-mount is on (the default): Nix compares these options with its URL
 lower='unix%3A%2F%2F%2Fsnix%2Fnd.sock%3Freal%3D%2Fsnix%2Fmnt'
 cp /etc/nix/nix.conf /opt/nix.conf
-echo "store = local-overlay://?lower-store=$lower&upper-layer=$upper" >>/opt/nix.conf
+# the overlay is mounted again after Nix deletes an upper copy of a lower
+# path (its remount-hook, as Nix's tests give it; the old mount API: the
+# new one cannot remount an overlay)
+export LIBMOUNT_FORCE_MOUNT2=always
+printf '#!/bin/sh\nexec mount -o remount "$1"\n' >/opt/remount.sh
+chmod +x /opt/remount.sh
+echo "store = local-overlay://?lower-store=$lower&upper-layer=$upper&remount-hook=/opt/remount.sh" >>/opt/nix.conf
 mount --bind /opt/nix.conf /etc/nix/nix.conf
 nix-daemon 2>/opt/nix-daemon.log &
 wait_for '[ -S /nix/var/nix/daemon-socket/socket ]'
@@ -91,6 +99,67 @@ nix-store --store $B --delete "$built" || fail "deleting $built from the upper l
 in_upper "$built" && fail "$built is still in the upper layer"
 in_lower "$DEP" || fail "$DEP left the lower store"
 echo "ok delete-refs"
+
+echo "== bad-uris"
+# check-mount refuses a store URL whose root, lower or upper is not what
+# the overlay at its store directory was mounted with
+for bad in "local-overlay://?root=/opt/bad-root&lower-store=$lower&upper-layer=$upper" \
+    "local-overlay://?lower-store=unix%3A%2F%2F%2Fsnix%2Fnd.sock%3Freal%3D%2Fopt%2Fbad&upper-layer=$upper" \
+    "local-overlay://?lower-store=$lower&upper-layer=/opt/bad-upper"; do
+    mkdir -p /opt/bad-root /opt/bad /opt/bad-upper
+    out=$(nix doctor --store "$bad" 2>&1) && fail "Nix took the bad store URL $bad"
+    case $out in *"overlay filesystem"*"mounted incorrectly"*) ;; *) fail "$bad: $out" ;; esac
+done
+echo "ok bad-uris"
+
+echo "== add-lower"
+# a path added to the overlay lands in the upper layer; one pushed into our
+# store after the overlay missed it is there once the overlay is mounted
+# again (our mount keeps no stale miss under it)
+echo "Add to overlay store" >/opt/overlay-file
+overlay_path=$(nix-store --store $B --add /opt/overlay-file)
+in_upper "$overlay_path" && [ -e "$overlay_path" ] || fail "$overlay_path is not in the upper layer"
+echo "Add to lower store" >/opt/lower-file
+lower_path=$(nix-store --store /opt/scratch-store --add /opt/lower-file) # its path, from any store
+[ -e "$lower_path" ] && fail "$lower_path is there before it was added"
+[ "$(nix-store --store "$A" --add /opt/lower-file)" = "$lower_path" ] || fail "the lower store gave another path"
+# (our mount hears of it over its watch, within milliseconds)
+wait_for '[ -e "/snix/mnt/${lower_path#/nix/store/}" ]'
+mount -o remount /nix/store
+[ "$(cat "$lower_path")" = "Add to lower store" ] || fail "$lower_path, added to the lower store after a miss, is not visible after a remount"
+echo "ok add-lower"
+
+echo "== delete-duplicate"
+# a path in both layers: deleting it through the overlay deletes only the
+# upper copy (Nix mounts the overlay again through its remount-hook), and
+# the lower copy shows through
+echo "a duplicate" >/opt/dup
+dup=$(nix-store --store $B --add /opt/dup)
+in_upper "$dup" || fail "$dup is not in the upper layer"
+[ "$(nix-store --store "$A" --add /opt/dup)" = "$dup" ] || fail "the lower store gave another path"
+wait_for '[ -e "/snix/mnt/${dup#/nix/store/}" ]'
+[ "$(stat -c %i "$dup")" = "$(stat -c %i "$upper/${dup#/nix/store/}")" ] || fail "the overlay does not show the upper copy of $dup"
+nix-store --store $B --delete "$dup" >/dev/null 2>&1 || fail "deleting the upper copy of $dup"
+in_upper "$dup" && fail "the upper copy of $dup is still there"
+in_lower "$dup" || fail "deleting through the overlay reached the lower store"
+[ "$(cat "$dup")" = "a duplicate" ] || fail "the lower copy of $dup does not show through"
+# (Nix's test also compares the overlay's inode number with the lower
+# file's; overlayfs maps inode numbers of a lower layer on another file
+# system, ours among them, so those differ whichever copy is shown)
+echo "ok delete-duplicate"
+
+echo "== optimise"
+# the overlay's optimise deletes upper copies of paths the lower store has
+echo "Duplicate" >/opt/dup-file
+dup=$(nix-store --store $B --add /opt/dup-file)
+[ "$(nix-store --store "$A" --add /opt/dup-file)" = "$dup" ] || fail "the lower store gave another path"
+wait_for '[ -e "/snix/mnt/${dup#/nix/store/}" ]'
+mount -o remount /nix/store
+in_upper "$dup" || fail "$dup is not in the upper layer"
+out=$(nix-store --store $B --optimise 2>&1) || fail "optimise: $out"
+in_upper "$dup" && fail "optimise left the upper copy of $dup"
+[ "$(cat "$dup")" = "Duplicate" ] || fail "the lower copy of $dup does not show through after optimise"
+echo "ok optimise"
 
 echo "== gc"
 # Nix's gc test, on a lower store that is ours: a root built on the overlay

@@ -1,9 +1,12 @@
 //! Store paths known not to be there, and the watch that keeps that true.
 //!
 //! A build asks for many paths that do not exist, so misses must be cheap;
-//! but a path registered after a miss must be visible through the mount at
-//! once (Nix's overlay store checks the lower store's metadata, then its
-//! files). So a miss is kept — by us, and by the kernel as a negative entry
+//! but a path registered after a miss must be visible through the mount as
+//! soon as possible (Nix's overlay store checks the lower store's metadata,
+//! then its files). The daemon sends a change before the registration
+//! returns; it reaches us over the watch stream, asynchronously, within
+//! milliseconds. (Making the registration wait for watchers to confirm
+//! would close that window: not done yet.) So a miss is kept — by us, and by the kernel as a negative entry
 //! — only while a watch of the path-info service is live: every change it
 //! reports drops the name here and in the kernel (`invalidate`). Without a
 //! watch (an older daemon, or one that went away) no miss is kept at all,

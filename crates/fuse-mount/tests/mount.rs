@@ -64,17 +64,25 @@ fn import_one_file(daemon: &StoreDaemon, scratch: &Path, data: &[u8]) -> String 
     daemon.snix_store(&["import", path_str(&src)]).trim().to_string()
 }
 
+/// How soon a registration reaches a mount: its watch stream delivers the
+/// change (asynchronously, within milliseconds) and the mount drops the
+/// kept miss.
+const VISIBLE_WITHIN: Duration = Duration::from_secs(2);
+
 /// Makes a one-file source tree `name` under `scratch`, looks its store path
-/// up under `dir` (a miss), imports it, and reads it under `dir` at once.
-/// Returns its store path.
+/// up under `dir` (a miss), imports it, and reads it under `dir`. Returns
+/// its store path.
 fn register_after_a_miss(daemon: &StoreDaemon, dir: &Path, scratch: &Path, name: &str) -> String {
-    register_after_a_miss_then(daemon, dir, || {}, scratch, name)
+    register_after_a_miss_then(daemon, dir, dir, || {}, scratch, name)
 }
 
-/// The same, with `then` run between the import and the read.
+/// The same, with the miss under `dir` (the mount `mount`, or an overlay
+/// over it): the path is read in the mount as soon as the mount has heard
+/// of it, then `then` runs, then it is read under `dir` at once.
 fn register_after_a_miss_then(
     daemon: &StoreDaemon,
     dir: &Path,
+    mount: &Path,
     then: impl FnOnce(),
     scratch: &Path,
     name: &str,
@@ -91,9 +99,17 @@ fn register_after_a_miss_then(
     }
     let path = daemon.snix_store(&["import", path_str(&src)]).trim().to_string();
     assert_eq!(path, expected.to_string());
+    let start = Instant::now();
+    while std::fs::read(mount.join(basename(&path)).join("f")).ok().as_deref() != Some(name.as_bytes()) {
+        assert!(
+            start.elapsed() < VISIBLE_WITHIN,
+            "{path} registered after a miss is not in the mount after {VISIBLE_WITHIN:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     then();
     let read = std::fs::read(dir.join(basename(&path)).join("f"));
-    assert_eq!(read.ok().as_deref(), Some(name.as_bytes()), "{path} registered after a miss is not there at once");
+    assert_eq!(read.ok().as_deref(), Some(name.as_bytes()), "{path} is not under {} at once", dir.display());
     path
 }
 
@@ -346,15 +362,18 @@ fn works_as_an_overlayfs_lower_layer() {
     // A path registered after the overlay missed it is there once the
     // overlay is mounted again, as Nix's remount-hook does (overlayfs keeps
     // its own misses; our mount must not keep one under it), and one
-    // unregistered is gone from the mount at once.
+    // unregistered is gone from the mount as soon as it hears of it.
     let remount = || {
         let st = Command::new("mount").args(["-o", "remount"]).arg(&merged).status().unwrap();
         assert!(st.success(), "mount -o remount {}", merged.display());
     };
-    let late = register_after_a_miss_then(&daemon, &merged, remount, tmp.path(), "late");
+    let late = register_after_a_miss_then(&daemon, &merged, &mount.dir, remount, tmp.path(), "late");
     daemon.snix_store(&["delete", &late]);
-    let e = std::fs::metadata(mount.dir.join(basename(&late))).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{late} is still in the mount after its deletion: {e}");
+    let start = Instant::now();
+    while mount.dir.join(basename(&late)).exists() {
+        assert!(start.elapsed() < VISIBLE_WITHIN, "{late} is still in the mount {VISIBLE_WITHIN:?} after its deletion");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     remount();
     let e = std::fs::metadata(merged.join(basename(&late))).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{late} is still in the overlay after its deletion: {e}");
