@@ -217,29 +217,68 @@ done
 }
 
 /// Nix 2.34's own nix-daemon serving a local-overlay store whose lower
-/// store is ours, through Nix's own local-overlay checks that apply to a
-/// read-only lower store (`local_overlay_checks.sh`: check-post-init,
-/// redundant-add, build, verify, delete-refs, bad-uris, add-lower,
-/// delete-duplicate, optimise, gc), with check-mount on.
+/// store is ours, through Nix's own local-overlay checks
+/// (`local_overlay_checks.sh`: check-post-init, redundant-add, build,
+/// verify, delete-refs, bad-uris, add-lower, delete-duplicate, optimise,
+/// gc), with check-mount on.
 #[test]
 #[ignore = "needs nix, root and /dev/fuse"]
 fn nix_2_34_s_daemon_over_our_lower_store_passes_nix_s_own_checks() {
+    run_nix_s_checks(Lower::Ours);
+}
+
+/// The control: the same checks with a plain local store (made by Nix 2.8,
+/// holding the same closure) as the lower store. If one fails here, the
+/// check is wrong, not our stack.
+#[test]
+#[ignore = "needs nix and root"]
+fn the_same_checks_pass_over_a_plain_local_lower_store() {
+    run_nix_s_checks(Lower::PlainLocal);
+}
+
+enum Lower {
+    /// our store daemon, nix-daemon and snix-mount
+    Ours,
+    /// a local store at /snix/lower
+    PlainLocal,
+}
+
+fn run_nix_s_checks(lower: Lower) {
     require_nix();
     let root = chroots::chroot(Suite::Sid);
     let tmp = tempfile::tempdir().unwrap();
     let (top, dep) = build_closure(tmp.path());
     let drv = nix_stdout(&["nix-store", "-q", "--deriver", &top]);
-    // our stack, bound at /snix in the chroot
+    // the lower store, bound at /snix in the chroot
     let stack = tmp.path().join("stack");
     let files = stack.join("files");
     std::fs::create_dir_all(files.join("dep")).unwrap();
     std::fs::copy(tmp.path().join("dep/data"), files.join("dep/data")).unwrap();
     std::fs::write(files.join("lower-only"), format!("only in the lower store {:?}\n", tmp.path())).unwrap();
-    let store = StoreDaemon::start(&tmp.path().join("state"));
-    let daemon = NixDaemon::start(&store, &stack.join("nd.sock"), &[]);
-    nix(&["nix", "copy", "--no-check-sigs", "--to", &daemon.url(None), &top]);
-    nix(&["nix", "copy", "--no-check-sigs", "--derivation", "--to", &daemon.url(None), &drv]);
-    let _mount = Mount::start(&store, &stack.join("mnt"), &["--allow-other"]);
+    // the paths in a file, not the environment: Nix's garbage collector
+    // takes what is in a process's environment for a root
+    let mut paths = format!("TOP={top}\nDEP={dep}\nDRV={drv}\n");
+    let _ours = match lower {
+        Lower::Ours => {
+            let store = StoreDaemon::start(&tmp.path().join("state"));
+            let daemon = NixDaemon::start(&store, &stack.join("nd.sock"), &[]);
+            nix(&["nix", "copy", "--no-check-sigs", "--to", &daemon.url(None), &top]);
+            nix(&["nix", "copy", "--no-check-sigs", "--derivation", "--to", &daemon.url(None), &drv]);
+            let mount = Mount::start(&store, &stack.join("mnt"), &["--allow-other"]);
+            Some((store, daemon, mount))
+        }
+        Lower::PlainLocal => {
+            let to = format!("local?root={}", stack.join("lower").display());
+            nix(&["nix", "copy", "--no-check-sigs", "--to", &to, &top]);
+            nix(&["nix", "copy", "--no-check-sigs", "--derivation", "--to", &to, &drv]);
+            paths.push_str(
+                "LOWER_URL=/snix/lower\nLOWER_DIR=/snix/lower/nix/store\nLOWER_URL_ENCODED=%2Fsnix%2Flower\n\
+                 BAD_LOWER_URL_ENCODED=%2Fopt%2Fbad\n",
+            );
+            None
+        }
+    };
+    std::fs::write(stack.join("paths.sh"), paths).unwrap();
 
     // this run's own /nix, /opt and /run
     let fresh = tmp.path().join("fresh");
@@ -253,9 +292,6 @@ mount -t tmpfs tmpfs "$R/run""#,
         f = fresh.display(),
     );
     std::fs::write(stack.join("checks.sh"), include_str!("local_overlay_checks.sh")).unwrap();
-    // the paths in a file, not the environment: Nix's garbage collector
-    // takes what is in a process's environment for a root
-    std::fs::write(stack.join("paths.sh"), format!("TOP={top}\nDEP={dep}\nDRV={drv}\n")).unwrap();
     let out = chroots::run_prepared(root, &pre, "exec bash /snix/checks.sh");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("{stdout}");

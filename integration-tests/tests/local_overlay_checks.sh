@@ -4,7 +4,8 @@
 # writes into the lower store pushed into our nix-daemon), with Nix's own
 # nix-daemon serving the overlay on top of ours.
 # Run as root in a chroot (tests/local_overlay.rs) with:
-#   /snix        our stack: nd.sock (our nix-daemon), mnt (snix-mount), files/
+#   /snix        our stack: nd.sock (our nix-daemon), mnt (snix-mount), files/;
+#                or, for the control, lower/ (a plain local store) and files/
 #   /nix, /run   fresh for this run
 #   /snix/paths.sh sets TOP, DEP, DRV: a closure and its derivation, in our
 #                  store; DEP is the source /snix/files/dep added with
@@ -17,12 +18,17 @@ fail() { echo "FAIL: $*"; exit 1; }
 wait_for() { n=0; until eval "$1"; do n=$((n + 1)); [ $n -lt 300 ] || fail "timed out: $1"; sleep 0.1; done; }
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
-A='unix:///snix/nd.sock?real=/snix/mnt'
+# the lower store: ours (our nix-daemon, real= our mount), or for the
+# control a plain local store (/snix/lower), as paths.sh says
+A=${LOWER_URL:-'unix:///snix/nd.sock?real=/snix/mnt'}
+lowerdir=${LOWER_DIR:-/snix/mnt}
+# A, URL-encoded; and a lower store URL whose store directory is not lowerdir
+lower=${LOWER_URL_ENCODED:-'unix%3A%2F%2F%2Fsnix%2Fnd.sock%3Freal%3D%2Fsnix%2Fmnt'}
+bad_lower=${BAD_LOWER_URL_ENCODED:-'unix%3A%2F%2F%2Fsnix%2Fnd.sock%3Freal%3D%2Fopt%2Fbad'}
 upper=/opt/upper/nix/store
 mkdir -p $upper /opt/work /nix/store /nix/var/nix
-mount -t overlay overlay -o lowerdir=/snix/mnt,upperdir=$upper,workdir=/opt/work /nix/store
+mount -t overlay overlay -o lowerdir=$lowerdir,upperdir=$upper,workdir=/opt/work /nix/store
 # check-mount is on (the default): Nix compares these options with its URL
-lower='unix%3A%2F%2F%2Fsnix%2Fnd.sock%3Freal%3D%2Fsnix%2Fmnt'
 cp /etc/nix/nix.conf /opt/nix.conf
 # the overlay is mounted again after Nix deletes an upper copy of a lower
 # path (its remount-hook, as Nix's tests give it; the old mount API: the
@@ -47,8 +53,8 @@ same() { # what: compare one query on the lower store and on the overlay
 
 echo "== check-post-init"
 in_upper "$TOP" && fail "$TOP is in the upper layer before anything was done"
-[ -e "/snix/mnt/${TOP#/nix/store/}" ] || fail "$TOP is not in the lower layer"
-cmp -s "/snix/mnt/${TOP#/nix/store/}" "$TOP" || fail "$TOP differs between the lower layer and the overlay"
+[ -e "$lowerdir/${TOP#/nix/store/}" ] || fail "$TOP is not in the lower layer"
+cmp -s "$lowerdir/${TOP#/nix/store/}" "$TOP" || fail "$TOP differs between the lower layer and the overlay"
 same requisites "nix-store --query --requisites $DRV"
 same referrers "nix-store --query --referrers $DEP"
 same deriver "nix-store --query --deriver $TOP"
@@ -104,7 +110,7 @@ echo "== bad-uris"
 # check-mount refuses a store URL whose root, lower or upper is not what
 # the overlay at its store directory was mounted with
 for bad in "local-overlay://?root=/opt/bad-root&lower-store=$lower&upper-layer=$upper" \
-    "local-overlay://?lower-store=unix%3A%2F%2F%2Fsnix%2Fnd.sock%3Freal%3D%2Fopt%2Fbad&upper-layer=$upper" \
+    "local-overlay://?lower-store=$bad_lower&upper-layer=$upper" \
     "local-overlay://?lower-store=$lower&upper-layer=/opt/bad-upper"; do
     mkdir -p /opt/bad-root /opt/bad /opt/bad-upper
     out=$(nix doctor --store "$bad" 2>&1) && fail "Nix took the bad store URL $bad"
@@ -124,7 +130,7 @@ lower_path=$(nix-store --store /opt/scratch-store --add /opt/lower-file) # its p
 [ -e "$lower_path" ] && fail "$lower_path is there before it was added"
 [ "$(nix-store --store "$A" --add /opt/lower-file)" = "$lower_path" ] || fail "the lower store gave another path"
 # (our mount hears of it over its watch, within milliseconds)
-wait_for '[ -e "/snix/mnt/${lower_path#/nix/store/}" ]'
+wait_for '[ -e "$lowerdir/${lower_path#/nix/store/}" ]'
 mount -o remount /nix/store
 [ "$(cat "$lower_path")" = "Add to lower store" ] || fail "$lower_path, added to the lower store after a miss, is not visible after a remount"
 echo "ok add-lower"
@@ -137,7 +143,7 @@ echo "a duplicate" >/opt/dup
 dup=$(nix-store --store $B --add /opt/dup)
 in_upper "$dup" || fail "$dup is not in the upper layer"
 [ "$(nix-store --store "$A" --add /opt/dup)" = "$dup" ] || fail "the lower store gave another path"
-wait_for '[ -e "/snix/mnt/${dup#/nix/store/}" ]'
+wait_for '[ -e "$lowerdir/${dup#/nix/store/}" ]'
 [ "$(stat -c %i "$dup")" = "$(stat -c %i "$upper/${dup#/nix/store/}")" ] || fail "the overlay does not show the upper copy of $dup"
 nix-store --store $B --delete "$dup" >/dev/null 2>&1 || fail "deleting the upper copy of $dup"
 in_upper "$dup" && fail "the upper copy of $dup is still there"
@@ -153,7 +159,7 @@ echo "== optimise"
 echo "Duplicate" >/opt/dup-file
 dup=$(nix-store --store $B --add /opt/dup-file)
 [ "$(nix-store --store "$A" --add /opt/dup-file)" = "$dup" ] || fail "the lower store gave another path"
-wait_for '[ -e "/snix/mnt/${dup#/nix/store/}" ]'
+wait_for '[ -e "$lowerdir/${dup#/nix/store/}" ]'
 mount -o remount /nix/store
 in_upper "$dup" || fail "$dup is not in the upper layer"
 out=$(nix-store --store $B --optimise 2>&1) || fail "optimise: $out"
