@@ -117,40 +117,42 @@ pub async fn watch_changes(
             }
         })
         .expect("starting the invalidation thread");
-    let drop_all = move |misses: &Misses, watching: bool, tx: &std::sync::mpsc::Sender<Vec<u8>>| {
+    let drop_all = |misses: &Misses, watching: bool, tx: &std::sync::mpsc::Sender<Vec<u8>>| {
         for name in misses.set_watching(watching) {
             let _ = tx.send(name);
         }
     };
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    let mut first = Some(first_tx);
     tokio::spawn(async move {
+        let mut first = Some(first_tx);
         let mut retry = Duration::from_secs(1);
         let mut said_unsupported = false;
         loop {
             let watch = infos.watch().await;
-            if let Ok(changes) = watch {
+            if watch.is_ok() {
                 drop_all(&misses, true, &tx);
-                tracing::info!("watching the store's registrations: misses are kept until a path appears");
-                if let Some(f) = first.take() {
-                    let _ = f.send(());
+            }
+            // the first attempt is over: watching, or not
+            if let Some(f) = first.take() {
+                let _ = f.send(());
+            }
+            match watch {
+                Ok(changes) => {
+                    tracing::info!("watching the store's registrations: misses are kept until a path appears");
+                    retry = Duration::from_secs(1);
+                    let why = follow(changes, &misses, &tx).await;
+                    drop_all(&misses, false, &tx);
+                    tracing::warn!(reason = %why, "the watch of the store's registrations ended; misses are not kept until it is back");
                 }
-                retry = Duration::from_secs(1);
-                let why = follow(changes, &misses, &tx).await;
-                drop_all(&misses, false, &tx);
-                tracing::warn!(reason = %why, "the watch of the store's registrations ended; misses are not kept until it is back");
-            } else if let Err(e) = watch {
-                if let snix_store::Error::Unsupported(why) = &e {
+                Err(snix_store::Error::Unsupported(why)) => {
                     if !said_unsupported {
                         tracing::info!(%why, "no watch of the store's registrations: every miss asks the daemon");
                         said_unsupported = true;
                     }
                     retry = Duration::from_secs(60);
-                } else {
-                    tracing::warn!(error = %e, retry_in = ?retry, "cannot watch the store's registrations; misses are not kept");
                 }
-                if let Some(f) = first.take() {
-                    let _ = f.send(());
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?retry, "cannot watch the store's registrations; misses are not kept")
                 }
             }
             tokio::time::sleep(retry).await;

@@ -55,10 +55,10 @@ fn nar_events<'a>(
     node: &'a Node,
     tree: &'a HashMap<B3Digest, Directory>,
 ) -> impl Iterator<Item = Result<(NarEvent<'static>, Option<B3Digest>), RenderError>> + 'a {
-    // explicit stack: (directory, index of next child)
+    // explicit stack: a node to emit, or a directory's children still to go
     enum Step<'a> {
         Node(&'a Node),
-        Dir(&'a Directory, usize),
+        Dir(Box<dyn Iterator<Item = (&'a bytes::Bytes, &'a Node)> + Send + 'a>),
     }
     let mut stack = vec![Step::Node(node)];
     std::iter::from_fn(move || {
@@ -70,13 +70,13 @@ fn nar_events<'a>(
             }
             Step::Node(Node::Directory { digest, .. }) => {
                 let Some(dir) = tree.get(digest) else { return Some(Err(RenderError::MissingDirectory(*digest))) };
-                stack.push(Step::Dir(dir, 0));
+                stack.push(Step::Dir(Box::new(dir.nodes())));
                 (NarEvent::DirectoryStart, None)
             }
-            Step::Dir(dir, i) => match dir.nodes().nth(i) {
+            Step::Dir(mut children) => match children.next() {
                 None => (NarEvent::DirectoryEnd, None),
                 Some((name, child)) => {
-                    stack.push(Step::Dir(dir, i + 1));
+                    stack.push(Step::Dir(children));
                     stack.push(Step::Node(child));
                     (NarEvent::Entry { name: name.to_vec() }, None)
                 }
