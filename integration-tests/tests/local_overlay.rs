@@ -220,7 +220,7 @@ done
 /// store is ours, through Nix's own local-overlay checks
 /// (`local_overlay_checks.sh`: check-post-init, redundant-add, build,
 /// verify, delete-refs, bad-uris, add-lower, delete-duplicate, optimise,
-/// gc), with check-mount on.
+/// gc, verify-repair, stale-file-handle), with check-mount on.
 #[test]
 #[ignore = "needs nix, root and /dev/fuse"]
 fn nix_2_34_s_daemon_over_our_lower_store_passes_nix_s_own_checks() {
@@ -255,6 +255,12 @@ fn run_nix_s_checks(lower: Lower) {
     std::fs::create_dir_all(files.join("dep")).unwrap();
     std::fs::copy(tmp.path().join("dep/data"), files.join("dep/data")).unwrap();
     std::fs::write(files.join("lower-only"), format!("only in the lower store {:?}\n", tmp.path())).unwrap();
+    std::fs::write(files.join("lower-only-2"), format!("also only in the lower store {:?}\n", tmp.path())).unwrap();
+    std::fs::write(files.join("x"), format!("a path the overlay refers to {:?}\n", tmp.path())).unwrap();
+    // TOP exported, its file's bytes changed: registered in the lower store
+    // again, its contents differ from what the overlay's database recorded
+    let export = nix(&["nix-store", "--export", &top]).stdout;
+    std::fs::write(files.join("top-changed.export"), changed_contents(&export, b"/data\n", b"/DATA\n")).unwrap();
     // the paths in a file, not the environment: Nix's garbage collector
     // takes what is in a process's environment for a root
     let mut paths = format!("TOP={top}\nDEP={dep}\nDRV={drv}\n");
@@ -316,8 +322,22 @@ mount -t tmpfs tmpfs "$R/run""#,
         "delete-duplicate",
         "optimise",
         "gc",
+        "verify-repair",
+        "stale-file-handle",
     ];
     for check in checks {
         assert!(stdout.contains(&format!("ok {check}")), "{check} did not run: {stdout}");
     }
+}
+
+/// `export` with its one occurrence of `from` (in a file's contents, as
+/// the caller knows) replaced by `to`, of the same length: the NAR's framing
+/// holds, and an export carries no hash to contradict it.
+fn changed_contents(export: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at: Vec<usize> = export.windows(from.len()).enumerate().filter(|(_, w)| *w == from).map(|(i, _)| i).collect();
+    assert_eq!(at.len(), 1, "{:?} occurs {} times in the export", String::from_utf8_lossy(from), at.len());
+    let mut changed = export.to_vec();
+    changed[at[0]..at[0] + to.len()].copy_from_slice(to);
+    changed
 }

@@ -1,8 +1,9 @@
-# Nix's own local-overlay checks (its functional tests check-post-init,
+# Nix's own local-overlay checks (its 11 functional tests: check-post-init,
 # redundant-add, build, verify, delete-refs, bad-uris, add-lower,
-# delete-duplicate, optimise and gc; written from what they check, with
-# writes into the lower store pushed into our nix-daemon), with Nix's own
-# nix-daemon serving the overlay on top of ours.
+# delete-duplicate, optimise, gc and stale-file-handle; written from what
+# they check, with writes into the lower store pushed into our nix-daemon
+# and damage done through it), with Nix's own nix-daemon serving the
+# overlay on top of ours.
 # Run as root in a chroot (tests/local_overlay.rs) with:
 #   /snix        our stack: nd.sock (our nix-daemon), mnt (snix-mount), files/;
 #                or, for the control, lower/ (a plain local store) and files/
@@ -30,6 +31,11 @@ mkdir -p $upper /opt/work /nix/store /nix/var/nix
 mount -t overlay overlay -o lowerdir=$lowerdir,upperdir=$upper,workdir=/opt/work /nix/store
 # check-mount is on (the default): Nix compares these options with its URL
 cp /etc/nix/nix.conf /opt/nix.conf
+# as in Nix's tests: with derivations kept, the overlay's garbage collector
+# looks up a collected derivation's outputs, which copies the rows of those
+# still in the lower store back into the overlay's database; a lower store
+# cleared after that leaves rows without files (stale-file-handle)
+echo "keep-derivations = false" >>/opt/nix.conf
 # the overlay is mounted again after Nix deletes an upper copy of a lower
 # path (its remount-hook, as Nix's tests give it; the old mount API: the
 # new one cannot remount an overlay)
@@ -178,10 +184,11 @@ derivation {
   name = "gc-root";
   system = builtins.currentSystem;
   builder = "/bin/sh";
-  args = [ "-c" "read x < \${builtins.storePath "$DEP"}/data; echo \"\$x kept\" > \$out" ];
+  args = [ "-c" "read x < \${builtins.storePath "$DEP"}/data; echo \"\$x kept, from $DEP\" > \$out" ];
 }
 EOF2
 kept=$(nix-build --store $B --no-out-link /opt/gc.nix)
+[ "$(nix-store --store $B -q --references "$kept")" = "$DEP" ] || fail "the root $kept should refer to $DEP"
 ln -sfn "$kept" /nix/var/nix/gcroots/snix-test-root
 live=$(nix-store --store $B --gc --print-live 2>&1) || fail "--print-live: $live"
 case $live in *"$kept"*) ;; *) fail "--print-live lacks the root $kept: $live" ;; esac
@@ -190,12 +197,124 @@ dead=$(nix-store --store $B --gc --print-dead 2>&1) || fail "--print-dead: $dead
 case $dead in *"$TOP"*) ;; *) fail "--print-dead lacks $TOP, a lower path no root reaches (does the overlay list the lower layer?): $dead" ;; esac
 case $dead in *"$kept"*) fail "--print-dead lists the root $kept" ;; esac
 out=$(nix-store --store $B --gc 2>&1) || fail "a collection with a root: $out"
-[ "$(cat "$kept")" = "$(cat "$DEP/data") kept" ] || fail "the root $kept did not survive a collection"
+[ "$(cat "$kept")" = "$(cat "$DEP/data") kept, from $DEP" ] || fail "the root $kept did not survive a collection"
 rm /nix/var/nix/gcroots/snix-test-root
 out=$(nix-store --store $B --gc 2>&1) || fail "a collection without roots: $out"
 # (.links, Nix's hard-link directory, may stay, as in Nix's own test)
 [ -z "$(ls $upper)" ] || fail "the upper layer still holds, after a collection without roots: $(ls $upper)"
 in_lower "$TOP" && in_lower "$DEP" || fail "a collection on the overlay reached the lower store"
 echo "ok gc"
+
+echo "== verify-repair"
+# Nix's verify test damages the lower store behind the overlay: a file of a
+# path the overlay's database holds (and a referrer of it) disappears, and
+# another path's contents change; the overlay's verify must name both and
+# not a lower path its database never held, and --repair must restore both
+# from a substituter. A store daemon's paths change only through it, so
+# here one path is deleted through it, and another deleted and registered
+# again with other contents (an export of it with changed bytes)
+nix-store --store $B --realise "$TOP" >/dev/null || fail "realising $TOP on the overlay"
+cp "$TOP" /opt/top-before
+x=$(nix-store --store "$A" --add /snix/files/x)
+wait_for '[ -e "$lowerdir/${x#/nix/store/}" ]'
+cat >/opt/refers-to-x.nix <<EOF3
+derivation {
+  name = "refers-to-x";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  args = [ "-c" "echo \${builtins.storePath "$x"} > \$out" ];
+}
+EOF3
+r=$(nix-build --store $B --no-out-link /opt/refers-to-x.nix) || fail "building a path that refers to $x"
+[ "$(nix-store --store $B -q --references "$r")" = "$x" ] || fail "$r should refer to $x"
+lower_only=$(nix-store --store "$A" --add /snix/files/lower-only-2)
+out=$(nix-store --store $B --verify --check-contents 2>&1) || fail "verify before the damage: $out"
+# what the overlay holds, as a local store, signed: the substituter of the repair
+nix copy --no-check-sigs --to /opt/backup "$TOP" "$r" || fail "copying the closures to a backup store"
+nix-store --generate-binary-cache-key backup /opt/backup.sec /opt/backup.pub
+nix store sign --store /opt/backup --key-file /opt/backup.sec --recursive "$TOP" "$r" || fail "signing the backup"
+nix-store --store "$A" --delete "$x" "$TOP" "$lower_only" >/dev/null 2>&1 || fail "deleting $x, $TOP and $lower_only from the lower store"
+nix-store --store "$A" --import </snix/files/top-changed.export >/dev/null || fail "registering $TOP again with other contents"
+wait_for '[ ! -e "$lowerdir/${x#/nix/store/}" ] && ! cmp -s "$lowerdir/${TOP#/nix/store/}" /opt/top-before'
+mount -o remount /nix/store
+out=$(nix-store --store $B --verify --check-contents 2>&1) && fail "verify found nothing wrong with a damaged lower store: $out"
+case $out in *"path '$x' disappeared, but it still has valid referrers!"*) ;; *) fail "verify did not report $x gone: $out" ;; esac
+case $out in *"path '$TOP' was modified! expected hash"*) ;; *) fail "verify did not report $TOP changed: $out" ;; esac
+case $out in *"$lower_only"*) fail "verify reported $lower_only, which the overlay's database never held: $out" ;; esac
+out=$(nix-store --store $B --verify --check-contents --repair --option substituters /opt/backup \
+    --option trusted-public-keys "$(cat /opt/backup.pub)" 2>&1) ||
+    fail "verify --repair: $out"
+case $out in *"copying path '$x'"*) ;; *) fail "the repair did not copy $x: $out" ;; esac
+case $out in *"copying path '$TOP'"*) ;; *) fail "the repair did not copy $TOP: $out" ;; esac
+in_upper "$x" && in_upper "$TOP" || fail "the repaired $x and $TOP are not in the upper layer"
+cmp -s "$TOP" /opt/top-before || fail "$TOP after the repair is not what it was"
+out=$(nix-store --store $B --verify --check-contents 2>&1) || fail "verify after the repair: $out"
+echo "ok verify-repair"
+
+echo "== stale-file-handle"
+# Nix's stale-file-handle test: the lower store cleared while mounted, the
+# same closure (derivations with input derivations) built on the overlay,
+# then into the lower store, collected on the overlay, the lower store
+# cleared again, and built on the overlay once more. Without a remount-hook
+# that last build may meet overlayfs's stale entries ("Stale file
+# handle"; Nix's test accepts either outcome, as Linux 6.19 and later no
+# longer fail); with one, every step must succeed. Clearing the lower
+# store is deleting every path through it; building into it is copying
+# there what the overlay built.
+cat >/opt/hermetic.nix <<'EOF4'
+{ seed }:
+let
+  step = name: script: derivation {
+    inherit name;
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" script ];
+  };
+  input1 = step "hermetic-input-1" "echo 'input 1, seed ${toString seed}' > $out";
+  input2 = step "hermetic-input-2" "echo ${input1} > $out";
+  input3 = step "hermetic-input-3" "echo ${input2} > $out";
+in
+step "hermetic" "read x < ${input3} && [ -n \"$x\" ] && echo built > $out"
+EOF4
+build_in() { nix-build --store "$1" /opt/hermetic.nix --arg seed 1 --no-out-link; }
+clear_lower() {
+    all=$(nix path-info --all --store "$A" 2>&1) || fail "listing the lower store: $all"
+    if [ -n "$all" ]; then
+        # shellcheck disable=SC2086
+        out=$(nix-store --store "$A" --delete $all 2>&1) || fail "clearing the lower store: $out"
+    fi
+    [ -z "$(nix path-info --all --store "$A")" ] || fail "the lower store is not empty after clearing it"
+    wait_for '[ -z "$(ls "$lowerdir")" ]'
+}
+build_in_lower() {
+    drv=$(nix-instantiate --store "$1" /opt/hermetic.nix --arg seed 1) || fail "instantiating on $1"
+    drvs=$(nix-store --store "$1" -qR "$drv")
+    # shellcheck disable=SC2086
+    outputs=$(nix-store --store "$1" -q --outputs $(echo "$drvs" | grep '\.drv$'))
+    # shellcheck disable=SC2086
+    nix copy --no-check-sigs --from "$1" --to "$A" $drvs $outputs || fail "copying the closure into the lower store"
+    wait_for '[ -e "$lowerdir/${drv#/nix/store/}" ]'
+}
+trigger() { # on overlay store $1
+    clear_lower
+    build_in "$1" >/dev/null || fail "the first build on the overlay"
+    build_in_lower "$1"
+    out=$(nix-store --store "$1" --gc 2>&1) || fail "a collection on the overlay: $out"
+    clear_lower
+    build_in "$1" || fail "the build on the overlay after the lower store was cleared"
+}
+nohook="local-overlay://?lower-store=$lower&upper-layer=$upper"
+if out=$(trigger "$nohook" 2>&1); then
+    echo "without a remount-hook: no error"
+else
+    case $out in *"Stale file handle"*) echo "without a remount-hook: Stale file handle" ;; *) fail "without a remount-hook: $out" ;; esac
+fi
+mount -o remount /nix/store
+(trigger $B) >/opt/trigger.out 2>&1 || { cat /opt/trigger.out; exit 1; }
+hermetic=$(tail -1 /opt/trigger.out)
+[ "$(cat "$hermetic")" = built ] || fail "$hermetic holds '$(cat "$hermetic")'"
+in_upper "$hermetic" || fail "$hermetic is not in the upper layer"
+in_lower "$hermetic" && fail "$hermetic is in the lower store, which was cleared"
+echo "ok stale-file-handle"
 
 echo "all checks passed"
