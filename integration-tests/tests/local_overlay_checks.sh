@@ -17,6 +17,8 @@ set -eu
 . /snix/paths.sh
 fail() { echo "FAIL: $*"; exit 1; }
 wait_for() { n=0; until eval "$1"; do n=$((n + 1)); [ $n -lt 300 ] || fail "timed out: $1"; sleep 0.1; done; }
+# a change to the lower store is in its directory once the change returned
+at_once() { eval "$1" || fail "not so once the lower store's change returned: $1"; }
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
 # the lower store: ours (our nix-daemon, real= our mount), or for the
@@ -135,8 +137,8 @@ echo "Add to lower store" >/opt/lower-file
 lower_path=$(nix-store --store /opt/scratch-store --add /opt/lower-file) # its path, from any store
 [ -e "$lower_path" ] && fail "$lower_path is there before it was added"
 [ "$(nix-store --store "$A" --add /opt/lower-file)" = "$lower_path" ] || fail "the lower store gave another path"
-# (our mount hears of it over its watch, within milliseconds)
-wait_for '[ -e "$lowerdir/${lower_path#/nix/store/}" ]'
+# (our daemon returned once our mount confirmed it dropped its miss)
+at_once '[ -e "$lowerdir/${lower_path#/nix/store/}" ]'
 mount -o remount /nix/store
 [ "$(cat "$lower_path")" = "Add to lower store" ] || fail "$lower_path, added to the lower store after a miss, is not visible after a remount"
 echo "ok add-lower"
@@ -149,7 +151,7 @@ echo "a duplicate" >/opt/dup
 dup=$(nix-store --store $B --add /opt/dup)
 in_upper "$dup" || fail "$dup is not in the upper layer"
 [ "$(nix-store --store "$A" --add /opt/dup)" = "$dup" ] || fail "the lower store gave another path"
-wait_for '[ -e "$lowerdir/${dup#/nix/store/}" ]'
+at_once '[ -e "$lowerdir/${dup#/nix/store/}" ]'
 [ "$(stat -c %i "$dup")" = "$(stat -c %i "$upper/${dup#/nix/store/}")" ] || fail "the overlay does not show the upper copy of $dup"
 nix-store --store $B --delete "$dup" >/dev/null 2>&1 || fail "deleting the upper copy of $dup"
 in_upper "$dup" && fail "the upper copy of $dup is still there"
@@ -165,7 +167,7 @@ echo "== optimise"
 echo "Duplicate" >/opt/dup-file
 dup=$(nix-store --store $B --add /opt/dup-file)
 [ "$(nix-store --store "$A" --add /opt/dup-file)" = "$dup" ] || fail "the lower store gave another path"
-wait_for '[ -e "$lowerdir/${dup#/nix/store/}" ]'
+at_once '[ -e "$lowerdir/${dup#/nix/store/}" ]'
 mount -o remount /nix/store
 in_upper "$dup" || fail "$dup is not in the upper layer"
 out=$(nix-store --store $B --optimise 2>&1) || fail "optimise: $out"
@@ -216,7 +218,7 @@ echo "== verify-repair"
 nix-store --store $B --realise "$TOP" >/dev/null || fail "realising $TOP on the overlay"
 cp "$TOP" /opt/top-before
 x=$(nix-store --store "$A" --add /snix/files/x)
-wait_for '[ -e "$lowerdir/${x#/nix/store/}" ]'
+at_once '[ -e "$lowerdir/${x#/nix/store/}" ]'
 cat >/opt/refers-to-x.nix <<EOF3
 derivation {
   name = "refers-to-x";
@@ -235,7 +237,7 @@ nix-store --generate-binary-cache-key backup /opt/backup.sec /opt/backup.pub
 nix store sign --store /opt/backup --key-file /opt/backup.sec --recursive "$TOP" "$r" || fail "signing the backup"
 nix-store --store "$A" --delete "$x" "$TOP" "$lower_only" >/dev/null 2>&1 || fail "deleting $x, $TOP and $lower_only from the lower store"
 nix-store --store "$A" --import </snix/files/top-changed.export >/dev/null || fail "registering $TOP again with other contents"
-wait_for '[ ! -e "$lowerdir/${x#/nix/store/}" ] && ! cmp -s "$lowerdir/${TOP#/nix/store/}" /opt/top-before'
+at_once '[ ! -e "$lowerdir/${x#/nix/store/}" ] && ! cmp -s "$lowerdir/${TOP#/nix/store/}" /opt/top-before'
 mount -o remount /nix/store
 out=$(nix-store --store $B --verify --check-contents 2>&1) && fail "verify found nothing wrong with a damaged lower store: $out"
 case $out in *"path '$x' disappeared, but it still has valid referrers!"*) ;; *) fail "verify did not report $x gone: $out" ;; esac
@@ -284,7 +286,7 @@ clear_lower() {
         out=$(nix-store --store "$A" --delete $all 2>&1) || fail "clearing the lower store: $out"
     fi
     [ -z "$(nix path-info --all --store "$A")" ] || fail "the lower store is not empty after clearing it"
-    wait_for '[ -z "$(ls "$lowerdir")" ]'
+    at_once '[ -z "$(ls "$lowerdir")" ]'
 }
 build_in_lower() {
     drv=$(nix-instantiate --store "$1" /opt/hermetic.nix --arg seed 1) || fail "instantiating on $1"
@@ -293,7 +295,7 @@ build_in_lower() {
     outputs=$(nix-store --store "$1" -q --outputs $(echo "$drvs" | grep '\.drv$'))
     # shellcheck disable=SC2086
     nix copy --no-check-sigs --from "$1" --to "$A" $drvs $outputs || fail "copying the closure into the lower store"
-    wait_for '[ -e "$lowerdir/${drv#/nix/store/}" ]'
+    at_once '[ -e "$lowerdir/${drv#/nix/store/}" ]'
 }
 trigger() { # on overlay store $1
     clear_lower

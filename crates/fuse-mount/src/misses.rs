@@ -2,15 +2,15 @@
 //!
 //! A build asks for many paths that do not exist, so misses must be cheap;
 //! but a path registered after a miss must be visible through the mount as
-//! soon as possible (Nix's overlay store checks the lower store's metadata,
-//! then its files). The daemon sends a change before the registration
-//! returns; it reaches us over the watch stream, asynchronously, within
-//! milliseconds. (Making the registration wait for watchers to confirm
-//! would close that window: not done yet.) So a miss is kept — by us, and by the kernel as a negative entry
-//! — only while a watch of the path-info service is live: every change it
-//! reports drops the name here and in the kernel (`invalidate`). Without a
-//! watch (an older daemon, or one that went away) no miss is kept at all,
-//! and every lookup asks the daemon.
+//! once its registration returns (Nix's overlay store checks the lower
+//! store's metadata, then its files). So a miss is kept — by us, and by the
+//! kernel as a negative entry — only while a watch of the path-info service
+//! is live: every change it reports drops the name here and in the kernel
+//! (`invalidate`), and then we confirm it to the daemon, which holds the
+//! registration until we have (for a few seconds at most; then it ends our
+//! watch, and we keep no miss until a new one is live). Without a watch (an
+//! older daemon, or one that went away) no miss is kept at all, and every
+//! lookup asks the daemon.
 //!
 //! A lookup takes a [`Ticket`] before it asks the daemon and keeps its miss
 //! only if no change came in meanwhile, so an answer older than a change is
@@ -22,9 +22,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::stream::BoxStream;
 use futures::StreamExt;
-use snix_store::pathinfoservice::{PathChange, PathInfoService};
+use snix_store::pathinfoservice::{Applied, PathInfoService, Watch};
 
 /// Misses kept at most; beyond this, misses are answered but not kept.
 pub const MAX_MISSES: usize = 65_536;
@@ -108,18 +107,21 @@ pub async fn watch_changes(
     misses: Arc<Misses>,
     mut invalidate: impl FnMut(&[u8]) + Send + 'static,
 ) {
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (tx, rx) = std::sync::mpsc::channel::<Invalidation>();
     std::thread::Builder::new()
         .name("fuse-invalidate".into())
         .spawn(move || {
-            for name in rx {
+            for Invalidation { name, confirm } in rx {
                 invalidate(&name);
+                if let Some((applied, sequence)) = confirm {
+                    applied.confirm(sequence);
+                }
             }
         })
         .expect("starting the invalidation thread");
-    let drop_all = |misses: &Misses, watching: bool, tx: &std::sync::mpsc::Sender<Vec<u8>>| {
+    let drop_all = |misses: &Misses, watching: bool, tx: &std::sync::mpsc::Sender<Invalidation>| {
         for name in misses.set_watching(watching) {
-            let _ = tx.send(name);
+            let _ = tx.send(Invalidation { name, confirm: None });
         }
     };
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
@@ -128,7 +130,7 @@ pub async fn watch_changes(
         let mut retry = Duration::from_secs(1);
         let mut said_unsupported = false;
         loop {
-            let watch = infos.watch().await;
+            let watch = infos.watch(true).await;
             if watch.is_ok() {
                 drop_all(&misses, true, &tx);
             }
@@ -137,10 +139,10 @@ pub async fn watch_changes(
                 let _ = f.send(());
             }
             match watch {
-                Ok(changes) => {
+                Ok(watch) => {
                     tracing::info!("watching the store's registrations: misses are kept until a path appears");
                     retry = Duration::from_secs(1);
-                    let why = follow(changes, &misses, &tx).await;
+                    let why = follow(watch, &misses, &tx).await;
                     drop_all(&misses, false, &tx);
                     tracing::warn!(reason = %why, "the watch of the store's registrations ended; misses are not kept until it is back");
                 }
@@ -162,18 +164,22 @@ pub async fn watch_changes(
     let _ = first_rx.await;
 }
 
-/// Applies `changes` until they end; returns why they did.
-async fn follow(
-    mut changes: BoxStream<'static, Result<PathChange, snix_store::Error>>,
-    misses: &Misses,
-    tx: &std::sync::mpsc::Sender<Vec<u8>>,
-) -> String {
+/// A name to drop from the kernel, then the change to confirm.
+struct Invalidation {
+    name: Vec<u8>,
+    confirm: Option<(Applied, u64)>,
+}
+
+/// Applies the watch's changes until they end; returns why they did.
+async fn follow(watch: Watch, misses: &Misses, tx: &std::sync::mpsc::Sender<Invalidation>) -> String {
+    let Watch { mut changes, applied } = watch;
     loop {
         match changes.next().await {
             Some(Ok(c)) => {
                 let name = c.store_path.basename().into_bytes();
                 misses.changed(&name);
-                let _ = tx.send(name);
+                let confirm = applied.clone().map(|a| (a, c.sequence));
+                let _ = tx.send(Invalidation { name, confirm });
             }
             Some(Err(e)) => return e.to_string(),
             None => return "the daemon ended it".to_string(),

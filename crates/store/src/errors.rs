@@ -43,6 +43,9 @@ pub enum Error {
     /// A watcher of changes fell this many changes behind and was cut off.
     #[error("the watch fell {0} changes behind")]
     WatcherBehind(u64),
+    /// A confirming watcher did not confirm a change within this time.
+    #[error("the watch did not confirm a change within {0:?}")]
+    WatcherTooSlow(std::time::Duration),
     /// The store daemon answered with an error, or could not be reached.
     /// (boxed: a status is large, and errors travel in every `Result`)
     #[error("store daemon: {}: {}", .0.code(), .0.message())]
@@ -64,7 +67,7 @@ impl From<Error> for tonic::Status {
             Error::InvalidRequest(_) | Error::InvalidPathInfo(_) => Status::invalid_argument(e.to_string()),
             Error::CorruptStored { .. } => Status::data_loss(e.to_string()),
             Error::Unsupported(_) => Status::unimplemented(e.to_string()),
-            Error::WatcherBehind(_) => Status::resource_exhausted(e.to_string()),
+            Error::WatcherBehind(_) | Error::WatcherTooSlow(_) => Status::resource_exhausted(e.to_string()),
             Error::Incomplete { .. }
             | Error::Render(RenderError::MissingBlob(_) | RenderError::MissingDirectory(_)) => {
                 Status::failed_precondition(e.to_string())

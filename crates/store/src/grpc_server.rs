@@ -133,16 +133,31 @@ impl proto::path_info_service_server::PathInfoService for GrpcPathInfoServer {
 
     type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::PathInfoChange, Status>> + Send>>;
 
-    async fn watch(&self, _req: Request<proto::WatchPathInfoRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<tonic::Streaming<proto::WatchPathInfoRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let mut requests = req.into_inner();
+        let first = requests.message().await?.ok_or_else(|| Status::invalid_argument("a watch without its request"))?;
         // subscribed before we answer: every change after the answer is sent
-        let changes = self.infos.watch().await?;
-        let s = changes.map(|r| {
+        let watch = self.infos.watch(first.confirms).await?;
+        if let Some(applied) = watch.applied {
+            // the watcher's confirmations, until it stops sending them (then
+            // `applied` drops, and nobody waits for it)
+            tokio::spawn(async move {
+                while let Ok(Some(r)) = requests.message().await {
+                    applied.confirm(r.applied);
+                }
+            });
+        }
+        let s = watch.changes.map(|r| {
             r.map(|c| proto::PathInfoChange {
                 store_path: Some(proto::StorePath {
                     name: c.store_path.name().to_string(),
                     digest: c.store_path.digest().to_vec().into(),
                 }),
                 deleted: c.deleted,
+                sequence: c.sequence,
             })
             .map_err(Status::from)
         });

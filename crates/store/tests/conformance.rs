@@ -133,12 +133,15 @@ async fn path_info_delete_suite(svc: Arc<dyn PathInfoService>) {
 }
 
 /// A watcher sees every registration and unregistration from when its
-/// watch returned, in order.
+/// watch returned, in order; a confirming watcher holds each put up until
+/// it has confirmed the change, and nothing once it is gone.
 async fn path_info_watch_suite(svc: Arc<dyn PathInfoService>) {
     use futures::StreamExt;
+    use std::time::Duration;
     let before = info(2000);
     svc.put(before.clone()).await.unwrap();
-    let mut changes = svc.watch().await.unwrap();
+    let mut w = svc.watch(false).await.unwrap();
+    assert!(w.applied.is_none());
     let (a, b) = (info(2001), info(2002));
     svc.put(a.clone()).await.unwrap();
     svc.delete(*a.store_path.digest()).await.unwrap();
@@ -146,14 +149,42 @@ async fn path_info_watch_suite(svc: Arc<dyn PathInfoService>) {
     svc.put(b.clone()).await.unwrap();
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let c = tokio::time::timeout(std::time::Duration::from_secs(5), changes.next())
+        let c = tokio::time::timeout(Duration::from_secs(5), w.changes.next())
             .await
             .expect("a change within 5 s")
             .expect("the watch goes on")
             .unwrap();
-        seen.push((c.store_path, c.deleted));
+        seen.push((c.store_path, c.deleted, c.sequence));
     }
-    assert_eq!(seen, vec![(a.store_path.clone(), false), (a.store_path, true), (b.store_path, false)]);
+    assert_eq!(
+        seen.iter().map(|(p, d, _)| (p.clone(), *d)).collect::<Vec<_>>(),
+        vec![(a.store_path.clone(), false), (a.store_path, true), (b.store_path, false)]
+    );
+    assert!(seen.windows(2).all(|s| s[0].2 < s[1].2), "sequence numbers do not increase: {seen:?}");
+
+    let mut confirming = svc.watch(true).await.unwrap();
+    let applied = confirming.applied.clone().expect("a confirming watch");
+    let c = info(2003);
+    let put = tokio::spawn({
+        let (svc, c) = (svc.clone(), c.clone());
+        async move { svc.put(c).await }
+    });
+    let change = tokio::time::timeout(Duration::from_secs(5), confirming.changes.next())
+        .await
+        .expect("a change within 5 s")
+        .expect("the watch goes on")
+        .unwrap();
+    assert_eq!(change.store_path, c.store_path);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!put.is_finished(), "the put returned before the watcher confirmed its change");
+    applied.confirm(change.sequence);
+    tokio::time::timeout(Duration::from_secs(3), put).await.expect("the put returns once confirmed").unwrap().unwrap();
+    // the watcher gone, nothing waits for it
+    drop((confirming, applied));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    svc.put(info(2004)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "a put waited {:?} for a watcher gone", started.elapsed());
 }
 
 // ---------- backends ----------

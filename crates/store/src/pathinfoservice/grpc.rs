@@ -7,7 +7,7 @@ use futures::StreamExt;
 use snix_castore::Node;
 use tonic::transport::Channel;
 
-use super::{DeletedPathInfo, PathChange, PathInfoService};
+use super::{Applied, DeletedPathInfo, PathChange, PathInfoService, Watch};
 use crate::errors::Error;
 use crate::pathinfo::PathInfo;
 use crate::proto::path_info_service_client::PathInfoServiceClient;
@@ -104,16 +104,25 @@ impl PathInfoService for GrpcPathInfoService {
         Ok(self.client.clone().purge_deleted(req).await?.into_inner().purged)
     }
 
-    async fn watch(&self) -> Result<BoxStream<'static, Result<PathChange, Error>>, Error> {
+    async fn watch(&self, confirms: bool) -> Result<Watch, Error> {
+        // what we confirm goes to the daemon in later messages of the call
+        let (applied, requests) = if confirms {
+            let (tx, rx) = tokio::sync::watch::channel(0u64);
+            (Some(Applied::new(tx)), confirmations(rx))
+        } else {
+            let (tx, only) = tokio::sync::mpsc::unbounded_channel();
+            let _ = tx.send(proto::WatchPathInfoRequest::default());
+            (None, tokio_stream::wrappers::UnboundedReceiverStream::new(only))
+        };
         // returns once the daemon answered, that is, once it is subscribed
-        let mut s = match self.client.clone().watch(proto::WatchPathInfoRequest {}).await {
+        let mut s = match self.client.clone().watch(requests).await {
             Ok(r) => r.into_inner(),
             Err(s) if s.code() == tonic::Code::Unimplemented => {
                 return Err(Error::Unsupported(format!("the store daemon does not tell of changes ({})", s.message())))
             }
             Err(s) => return Err(s.into()),
         };
-        Ok(async_stream::try_stream! {
+        let changes = async_stream::try_stream! {
             while let Some(c) = s.message().await? {
                 let p = c.store_path.ok_or_else(|| Error::InvalidReply("a change without its store path".into()))?;
                 let digest: [u8; 20] = p.digest[..]
@@ -121,9 +130,30 @@ impl PathInfoService for GrpcPathInfoService {
                     .map_err(|_| Error::InvalidReply(format!("a change of a {}-byte digest", p.digest.len())))?;
                 let store_path = StorePath::from_parts(digest, &p.name)
                     .map_err(|e| Error::InvalidReply(format!("a change of an invalid store path: {e}")))?;
-                yield PathChange { store_path, deleted: c.deleted };
+                yield PathChange { store_path, deleted: c.deleted, sequence: c.sequence };
             }
         }
-        .boxed())
+        .boxed();
+        Ok(Watch { changes, applied })
     }
 }
+
+/// A confirming watch's messages: the first asks to confirm, each later one
+/// says what was confirmed last (the latest, when several came meanwhile).
+/// They end when every [`Applied`] is dropped. (A channel's stream, a named
+/// type: with a boxed one the compiler cannot prove the call's future Send.)
+fn confirmations(mut rx: tokio::sync::watch::Receiver<u64>) -> Requests {
+    let (tx, out) = tokio::sync::mpsc::unbounded_channel();
+    let _ = tx.send(proto::WatchPathInfoRequest { confirms: true, applied: 0 });
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let applied = *rx.borrow_and_update();
+            if tx.send(proto::WatchPathInfoRequest { confirms: false, applied }).is_err() {
+                break;
+            }
+        }
+    });
+    tokio_stream::wrappers::UnboundedReceiverStream::new(out)
+}
+
+type Requests = tokio_stream::wrappers::UnboundedReceiverStream<proto::WatchPathInfoRequest>;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
-use super::{ChangeFeed, DeletedPathInfo, PathChange, PathInfoService};
+use super::{ChangeFeed, DeletedPathInfo, PathInfoService, Watch};
 use crate::errors::Error;
 use crate::pathinfo::PathInfo;
 
@@ -35,7 +35,7 @@ impl PathInfoService for MemoryPathInfoService {
             m.deleted.remove(info.store_path.digest());
             m.infos.insert(*info.store_path.digest(), info.clone());
         }
-        self.changes.registered(&info.store_path);
+        self.changes.registered(&info.store_path).await;
         Ok(info)
     }
 
@@ -51,7 +51,7 @@ impl PathInfoService for MemoryPathInfoService {
             m.deleted.insert(digest, DeletedPathInfo { info: info.clone(), deleted: SystemTime::now() });
             info
         };
-        self.changes.deleted(&info.store_path);
+        self.changes.deleted(&info.store_path).await;
         Ok(Some(info))
     }
 
@@ -68,7 +68,7 @@ impl PathInfoService for MemoryPathInfoService {
         }
     }
 
-    async fn watch(&self) -> Result<BoxStream<'static, Result<PathChange, Error>>, Error> {
-        Ok(self.changes.subscribe())
+    async fn watch(&self, confirms: bool) -> Result<Watch, Error> {
+        Ok(self.changes.subscribe(confirms))
     }
 }

@@ -17,7 +17,7 @@ mod memory;
 mod sled;
 
 pub use self::sled::SledPathInfoService;
-pub use changes::ChangeFeed;
+pub use changes::{ChangeFeed, CONFIRM_WITHIN};
 pub use grpc::GrpcPathInfoService;
 pub use memory::MemoryPathInfoService;
 
@@ -46,11 +46,14 @@ pub trait PathInfoService: Send + Sync + 'static {
     async fn purge_deleted(&self, digest: [u8; 20], deleted_before: SystemTime) -> Result<bool, Error>;
 
     /// Every change to the registered paths from when this returns on, each
-    /// before the put or delete that made it returns. The stream ends with
-    /// an error when the watcher fell behind or the backend went away.
-    /// [`Error::Unsupported`] where the backend cannot tell: then nothing
-    /// may be cached on the strength of a path being absent.
-    async fn watch(&self) -> Result<BoxStream<'static, Result<PathChange, Error>>, Error>;
+    /// sent before the put or delete that made it returns. With `confirms`,
+    /// the watcher confirms each change it applied ([`Watch::applied`]),
+    /// and a put or delete returns only once it has (or after a bounded
+    /// time, when the watcher is cut off). The stream ends with an error
+    /// when the watcher fell behind, did not confirm in time, or the backend
+    /// went away. [`Error::Unsupported`] where the backend cannot tell: then
+    /// nothing may be cached on the strength of a path being absent.
+    async fn watch(&self, confirms: bool) -> Result<Watch, Error>;
 }
 
 /// A path registered (or registered again) or unregistered.
@@ -58,6 +61,43 @@ pub trait PathInfoService: Send + Sync + 'static {
 pub struct PathChange {
     pub store_path: StorePath,
     pub deleted: bool,
+    /// Increasing along a watch; what [`Applied::confirm`] takes.
+    pub sequence: u64,
+}
+
+/// A watch of the registered paths ([`PathInfoService::watch`]).
+pub struct Watch {
+    pub changes: BoxStream<'static, Result<PathChange, Error>>,
+    /// Present when the watch confirms.
+    pub applied: Option<Applied>,
+}
+
+/// Where a confirming watcher says it has applied every change up to a
+/// sequence number. Dropping every copy ends the confirming: nobody waits
+/// for this watcher any more.
+#[derive(Clone)]
+pub struct Applied(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Applied {
+    pub fn new(tx: tokio::sync::watch::Sender<u64>) -> Self {
+        Applied(Arc::new(tx))
+    }
+
+    /// Every change up to `sequence` is applied.
+    pub fn confirm(&self, sequence: u64) {
+        self.0.send_if_modified(|a| {
+            let newer = sequence > *a;
+            if newer {
+                *a = sequence;
+            }
+            newer
+        });
+    }
+
+    /// What was confirmed last, as it changes (for passing confirmations on).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
 }
 
 /// A deleted path's info, and when it was deleted.
@@ -93,7 +133,7 @@ impl<T: PathInfoService + ?Sized> PathInfoService for Arc<T> {
     async fn purge_deleted(&self, digest: [u8; 20], deleted_before: SystemTime) -> Result<bool, Error> {
         (**self).purge_deleted(digest, deleted_before).await
     }
-    async fn watch(&self) -> Result<BoxStream<'static, Result<PathChange, Error>>, Error> {
-        (**self).watch().await
+    async fn watch(&self, confirms: bool) -> Result<Watch, Error> {
+        (**self).watch(confirms).await
     }
 }

@@ -15,7 +15,7 @@ use prost::Message;
 use snix_castore::directoryservice::flush_durably;
 use snix_castore::unix_ms;
 
-use super::{ChangeFeed, DeletedPathInfo, PathChange, PathInfoService};
+use super::{ChangeFeed, DeletedPathInfo, PathInfoService, Watch};
 use crate::errors::Error;
 use crate::pathinfo::PathInfo;
 use crate::proto;
@@ -95,7 +95,7 @@ impl PathInfoService for SledPathInfoService {
         self.deleted.remove(key)?;
         // durable before we say it is registered
         flush_durably(&self.db).await?;
-        self.changes.registered(&info.store_path);
+        self.changes.registered(&info.store_path).await;
         Ok(info)
     }
 
@@ -114,7 +114,7 @@ impl PathInfoService for SledPathInfoService {
         }
         flush_durably(&self.db).await?;
         let info = decode(&digest, &raw)?;
-        self.changes.deleted(&info.store_path);
+        self.changes.deleted(&info.store_path).await;
         Ok(Some(info))
     }
 
@@ -135,7 +135,7 @@ impl PathInfoService for SledPathInfoService {
         Ok(true)
     }
 
-    async fn watch(&self) -> Result<BoxStream<'static, Result<PathChange, Error>>, Error> {
-        Ok(self.changes.subscribe())
+    async fn watch(&self, confirms: bool) -> Result<Watch, Error> {
+        Ok(self.changes.subscribe(confirms))
     }
 }
