@@ -19,6 +19,7 @@ pub mod pathinfo;
 pub mod pathinfoservice;
 pub mod proto;
 pub mod register;
+pub mod sign;
 
 pub use errors::Error;
 pub use pathinfo::PathInfo;

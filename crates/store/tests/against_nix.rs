@@ -254,3 +254,79 @@ async fn kill_9_during_a_large_copy_loses_nothing_registered_and_copy_resumes() 
         assert_eq!(sha256_of_cmd(&dumped), sha256(&nix(&["nix-store", "--dump", p]).stdout), "{p}");
     }
 }
+
+/// `snix-store sign` with a key `nix-store --generate-binary-cache-key`
+/// made: the signature is the one Nix's own `nix store sign` makes for the
+/// same path, and Nix trusts the path through our nix-daemon with that key
+/// and not before; signing again adds nothing, another key adds its own;
+/// bad input is refused and changes nothing.
+#[test]
+#[ignore = "needs nix"]
+fn sign_adds_the_signature_nix_makes_and_nix_trusts_it() {
+    require_nix();
+    let tmp = tempfile::tempdir().unwrap();
+    let (top, _dep) = build_closure(tmp.path());
+    let d = StoreDaemon::start(&tmp.path().join("state"));
+    let daemon = integration_tests::stack::NixDaemon::start(&d, &tmp.path().join("nd.sock"), &[]);
+    let url = daemon.url(None);
+    nix(&["nix", "copy", "--no-check-sigs", "--to", &url, &top]);
+    let key = |name: &str| {
+        let (sec, public) = (tmp.path().join(format!("{name}.sec")), tmp.path().join(format!("{name}.pub")));
+        nix(&["nix-store", "--generate-binary-cache-key", name, path_str(&sec), path_str(&public)]);
+        (sec, std::fs::read_to_string(&public).unwrap().trim().to_string())
+    };
+    let (sec, public) = key("snix-test-1");
+    let verify = |keys: &str| {
+        let mut c = integration_tests::judge::nix_cmd("nix");
+        c.args(["store", "verify", "--no-contents", "--store", &url, "--trusted-public-keys", keys, &top]);
+        c.output().unwrap()
+    };
+    let sigs = || {
+        let out = nix_stdout(&["nix", "path-info", "--sigs", "--store", &url, &top]);
+        let mut s: Vec<String> = out.split_whitespace().skip(1).map(str::to_string).collect();
+        s.sort();
+        s
+    };
+    let before = verify(&public);
+    assert!(!before.status.success(), "Nix trusted an unsigned path");
+    assert!(
+        String::from_utf8_lossy(&before.stderr).contains("untrusted"),
+        "{}",
+        String::from_utf8_lossy(&before.stderr)
+    );
+
+    let out = snix_store(&d, &["sign", "--key-file", path_str(&sec), &top]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), top);
+    let after = verify(&public);
+    assert!(after.status.success(), "{}", String::from_utf8_lossy(&after.stderr));
+    // byte for byte what Nix signs (ed25519 is deterministic)
+    nix(&["nix", "store", "sign", "--key-file", path_str(&sec), &top]);
+    let theirs = nix_stdout(&["nix", "path-info", "--sigs", &top]);
+    let ours = sigs();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert!(theirs.split_whitespace().any(|s| s == ours[0]), "ours {ours:?}, Nix's {theirs}");
+
+    // again: nothing added; with another key: a second signature
+    assert!(snix_store(&d, &["sign", "-k", path_str(&sec), "--recursive", &top]).status.success());
+    assert_eq!(sigs(), ours);
+    let (sec2, public2) = key("snix-test-2");
+    assert!(snix_store(&d, &["sign", "-k", path_str(&sec2), &top]).status.success());
+    assert_eq!(sigs().len(), 2);
+    assert!(verify(&public2).status.success());
+
+    // a public key, a missing file, an unregistered path: refused, nothing changed
+    let pubfile = tmp.path().join("snix-test-1.pub");
+    let missing = tmp.path().join("nothing");
+    let unknown = "/nix/store/00000000000000000000000000000000-unknown";
+    for (args, says) in [
+        (vec!["sign", "-k", path_str(&pubfile), top.as_str()], "--key-file"),
+        (vec!["sign", "-k", path_str(&missing), top.as_str()], "No such file"),
+        (vec!["sign", "-k", path_str(&sec), unknown], "is not valid"),
+    ] {
+        let out = snix_store(&d, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(sigs().len(), 2);
+}

@@ -14,6 +14,7 @@
 //! flags and the listening socket.
 
 pub mod errors;
+pub mod info_cache;
 pub mod ops;
 pub mod server;
 pub mod trust;

@@ -24,6 +24,7 @@ use snix_store::PathInfo;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
 use crate::errors::OpError;
+use crate::info_cache::InfoCache;
 use crate::ops::{
     op_name, read_multiple_entry, read_request, AddToStoreNar, GcAction, Incoming, Query, Request, RequestError,
 };
@@ -44,18 +45,10 @@ pub struct Policy {
 #[derive(Clone)]
 pub struct Backend {
     pub store: StoreServices,
-    /// Path infos seen, shared by all connections, for a few seconds: a
-    /// burst of queries (`-qR`, `path-info -r`) needs one round trip per
-    /// path, yet a path deleted elsewhere stops being valid here promptly.
-    /// Misses are never cached — a path may appear any time.
-    cache: Arc<std::sync::Mutex<PathInfoCache>>,
+    /// Path infos seen, shared by all connections ([`InfoCache`]).
+    cache: InfoCache,
 }
 
-/// Path infos by digest, with when each was fetched.
-type PathInfoCache = lru::LruCache<[u8; 20], (PathInfo, std::time::Instant)>;
-
-const PATH_INFO_CACHE: usize = 65_536;
-const PATH_INFO_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// The largest `.drv` file read to answer a derivation query.
 const MAX_DERIVATION: u64 = 16 * 1024 * 1024;
 /// Paths whose NARs VerifyStore renders at once.
@@ -63,29 +56,33 @@ const VERIFY_CONCURRENCY: usize = 4;
 
 impl Backend {
     pub fn new(store: StoreServices) -> Self {
-        let cache = lru::LruCache::new(std::num::NonZeroUsize::new(PATH_INFO_CACHE).expect("non-zero"));
-        Backend { store, cache: Arc::new(std::sync::Mutex::new(cache)) }
+        Backend { store, cache: InfoCache::default() }
+    }
+
+    /// Follows the store's registrations, so cached path infos never
+    /// outlive a change (spawned; needs a Tokio runtime).
+    pub fn watch_registrations(&self) {
+        self.cache.watch(self.store.infos.clone());
     }
 
     pub async fn path_info(&self, p: &StorePath) -> Result<Option<PathInfo>, snix_store::Error> {
-        if let Some((i, at)) = self.cache.lock().expect("cache lock").get(p.digest()) {
-            if i.store_path == *p && at.elapsed() < PATH_INFO_CACHE_TTL {
-                return Ok(Some(i.clone()));
-            }
-        }
+        let ticket = match self.cache.get(p) {
+            Ok(i) => return Ok(Some(i)),
+            Err(t) => t,
+        };
         let info = get_path(&*self.store.infos, p).await?;
         if let Some(i) = &info {
-            self.remember(i);
+            self.cache.keep(i, ticket);
         }
         Ok(info)
     }
 
     fn remember(&self, i: &PathInfo) {
-        self.cache.lock().expect("cache lock").put(*i.store_path.digest(), (i.clone(), std::time::Instant::now()));
+        self.cache.remember(i);
     }
 
     fn forget(&self, p: &StorePath) {
-        self.cache.lock().expect("cache lock").pop(p.digest());
+        self.cache.forget(p);
     }
 }
 

@@ -1,5 +1,5 @@
 //! The `snix-store` program: `daemon`, `import`, `copy`, `path-info`,
-//! `dump`, `mount`. Flags and wiring only; the work is done by the
+//! `dump`, `delete`, `gc`, `sign`, `mount`. Flags and wiring only; the work is done by the
 //! `snix_store` library.
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use snix_castore::grpc_server as castore_grpc;
 use snix_cli_common::{dirs, ListenAddr, Listener, SocketMode, StoreAddrs};
 use snix_store::composition::StoreServices;
 use snix_store::pathinfoservice::{self, PathInfoService};
-use snix_store::{copy, gc, grpc_server, import, nar, proto, PathInfo};
+use snix_store::{copy, gc, grpc_server, import, nar, proto, sign, PathInfo};
 
 mod progress;
 
@@ -111,6 +111,22 @@ enum Command {
         /// Keep content written, and paths deleted, within this long (e.g. 1h, 30m, 0s).
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
         grace: std::time::Duration,
+        #[command(flatten)]
+        addrs: StoreAddrs,
+    },
+    /// Sign store paths: adds the key's signature to each path's info, where
+    /// `nix path-info --sigs` (through our nix-daemon) and nar-bridge's
+    /// narinfos show it. Prints each path signed; a path that already had
+    /// this signature is left as it is.
+    Sign {
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// A secret key file as `nix-store --generate-binary-cache-key` writes it.
+        #[arg(long, short = 'k', value_name = "FILE")]
+        key_file: PathBuf,
+        /// Sign every path of the closures of PATHS.
+        #[arg(long, short = 'r')]
+        recursive: bool,
         #[command(flatten)]
         addrs: StoreAddrs,
     },
@@ -311,8 +327,30 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
             Ok(())
         }
+        Command::Sign { paths, key_file, recursive, addrs } => {
+            let key = read_signing_key(&key_file)?;
+            let paths = paths.iter().map(|p| parse_store_path(p)).collect::<Result<Vec<_>, _>>()?;
+            let s = client_services(&addrs)?;
+            let signed = sign::sign_paths(&*s.infos, &key, &paths, recursive).await?;
+            let added = signed.iter().filter(|s| s.added).count();
+            for s in &signed {
+                println!("{}", s.store_path);
+            }
+            eprintln!(
+                "signed {added} paths with {}; {} had the signature already",
+                key.verifying_key(),
+                signed.len() - added
+            );
+            Ok(())
+        }
         Command::Mount { args } => exec_mount(args),
     }
+}
+
+/// A secret key as `nix-store --generate-binary-cache-key` writes it.
+fn read_signing_key(path: &std::path::Path) -> Result<nix_compat::signing::SigningKey, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--key-file {}: {e}", path.display()))?;
+    text.trim().parse().map_err(|e| format!("--key-file {}: {e}", path.display()))
 }
 
 /// `90s`, `30m`, `1h`, `2d` or plain seconds.

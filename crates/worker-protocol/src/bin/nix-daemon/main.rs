@@ -89,6 +89,7 @@ impl Chmod {
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let a = cli.addrs.or_store_daemon();
     let backend = Backend::new(StoreServices::from_addrs(&a.blob, &a.directory, &a.path_info)?);
+    backend.watch_registrations();
     let keys = cli
         .trusted_public_keys
         .iter()
